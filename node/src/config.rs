@@ -1,0 +1,342 @@
+//! The node's configuration: flags, environment (`YINGJI_NODE_*`) and an optional TOML file,
+//! in that order of precedence. Every field is documented here and in `docs/node.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde::Deserialize;
+
+/// yingji-node: a province's or a department's node of the Yingji emergency platform.
+///
+/// It takes in field reports, SenML sensor readings, device status and images from devices
+/// over MQTT (topics under yingji/v1/), validates every message, refuses bad ones with a reject
+/// notice on yingji/v1/reject/{device}, and stores the good ones in SQLite or PostgreSQL.
+/// A QoS 1 message is acknowledged to the broker only after the transaction that stores it has
+/// committed, so a crash never loses an acknowledged message.
+///
+/// With no --mqtt it starts an embedded MQTT broker on 127.0.0.1:1883; with no --db it keeps
+/// its data in ./yingji-node-<ID>.db (SQLite, created if missing).
+///
+/// Every option can also be set in the file named by --config (TOML; see docs/node.toml for a
+/// commented example) or in the environment variable shown with it. Flags win over the
+/// environment, which wins over the file.
+#[derive(Debug, Parser, Default)]
+#[command(name = "yingji-node", version, about, long_about, max_term_width = 100)]
+pub struct Args {
+    /// A TOML file with any of the options below (names with `_`, e.g. `mqtt_username`).
+    #[arg(long, env = "YINGJI_NODE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// This node's id, e.g. a province's division code `330000` or `water-resources`.
+    /// It names the MQTT client (`yingji-node-<ID>`), the default database file and the hub
+    /// topics. Allowed characters: A-Z a-z 0-9 _ . -
+    #[arg(long, env = "YINGJI_NODE_ID", value_name = "ID")]
+    pub id: Option<String>,
+
+    /// The field broker: mqtt://HOST:PORT or mqtts://HOST:PORT. Absent: start an embedded
+    /// broker (see --embedded-broker).
+    #[arg(long, env = "YINGJI_NODE_MQTT", value_name = "URL")]
+    pub mqtt: Option<String>,
+
+    /// A PEM file of CA certificates to trust for mqtts:// (default: the system's roots).
+    #[arg(long, env = "YINGJI_NODE_MQTT_CA", value_name = "FILE")]
+    pub mqtt_ca: Option<PathBuf>,
+
+    /// The MQTT user name of this node.
+    #[arg(long, env = "YINGJI_NODE_MQTT_USERNAME", value_name = "NAME")]
+    pub mqtt_username: Option<String>,
+
+    /// A file whose first line is the MQTT password. The password itself can instead come from
+    /// the environment variable YINGJI_NODE_MQTT_PASSWORD; it is never accepted as a flag (it
+    /// would show in `ps`) and never logged.
+    #[arg(long, env = "YINGJI_NODE_MQTT_PASSWORD_FILE", value_name = "FILE")]
+    pub mqtt_password_file: Option<PathBuf>,
+
+    /// Where the embedded broker listens when no --mqtt is given.
+    #[arg(long, env = "YINGJI_NODE_EMBEDDED_BROKER", value_name = "ADDR")]
+    pub embedded_broker: Option<SocketAddr>,
+
+    /// The database: sqlite://PATH or postgres://USER@HOST/DB.
+    /// Default: sqlite://./yingji-node-<ID>.db
+    #[arg(long, env = "YINGJI_NODE_DB", value_name = "URL")]
+    pub db: Option<String>,
+
+    /// Division polygons (GeoJSON FeatureCollection; properties `code`, `name`, `parent`).
+    /// Reports without a `region` are placed by point in polygon.
+    #[arg(long, env = "YINGJI_NODE_REGIONS", value_name = "FILE")]
+    pub regions: Option<PathBuf>,
+
+    /// The device registry, CSV (id,kind,name,lat,lon,region,warning_level,guarantee_level)
+    /// or GeoJSON (Point features with those properties).
+    #[arg(long, env = "YINGJI_NODE_DEVICES", value_name = "FILE")]
+    pub devices: Option<PathBuf>,
+
+    /// The HTTP API, /healthz and /metrics listen here.
+    #[arg(long, env = "YINGJI_NODE_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+
+    /// The most messages stored in one transaction.
+    #[arg(long, env = "YINGJI_NODE_BATCH_MAX", value_name = "N")]
+    pub batch_max: Option<usize>,
+
+    /// How long a batch waits for more messages once the first has come, in milliseconds.
+    /// Longer batches are cheaper per message; the wait adds to each message's latency.
+    #[arg(long, env = "YINGJI_NODE_BATCH_LINGER_MS", value_name = "MS")]
+    pub batch_linger_ms: Option<u64>,
+
+    /// The most QoS 1 messages this node publishes without a PUBACK (rejects, relays).
+    #[arg(long, env = "YINGJI_NODE_MQTT_INFLIGHT", value_name = "N")]
+    pub mqtt_inflight: Option<u16>,
+
+    /// The MQTT keep-alive, in seconds.
+    #[arg(long, env = "YINGJI_NODE_MQTT_KEEP_ALIVE_S", value_name = "S")]
+    pub mqtt_keep_alive_s: Option<u64>,
+
+    /// The longest wait between reconnection attempts, in seconds (the wait doubles from
+    /// 100 ms up to this).
+    #[arg(long, env = "YINGJI_NODE_RECONNECT_MAX_S", value_name = "S")]
+    pub reconnect_max_s: Option<u64>,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `yingji_node=debug,info`.
+    /// RUST_LOG, when set, wins.
+    #[arg(long, env = "YINGJI_NODE_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// The same options as read from the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    id: Option<String>,
+    mqtt: Option<String>,
+    mqtt_ca: Option<PathBuf>,
+    mqtt_username: Option<String>,
+    mqtt_password_file: Option<PathBuf>,
+    embedded_broker: Option<SocketAddr>,
+    db: Option<String>,
+    regions: Option<PathBuf>,
+    devices: Option<PathBuf>,
+    http: Option<SocketAddr>,
+    batch_max: Option<usize>,
+    batch_linger_ms: Option<u64>,
+    mqtt_inflight: Option<u16>,
+    mqtt_keep_alive_s: Option<u64>,
+    reconnect_max_s: Option<u64>,
+    log: Option<String>,
+}
+
+/// Where the node's broker is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Broker {
+    /// Start an in-process broker listening on this address.
+    Embedded(SocketAddr),
+    /// Connect to an external broker.
+    External(MqttUrl),
+}
+
+/// A parsed `mqtt://` or `mqtts://` URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl MqttUrl {
+    pub fn parse(text: &str) -> anyhow::Result<MqttUrl> {
+        let url = url::Url::parse(text)
+            .with_context(|| format!("--mqtt {text:?} is not a URL like mqtt://127.0.0.1:1883"))?;
+        let tls = match url.scheme() {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" => true,
+            other => bail!("--mqtt {text:?}: scheme {other:?} is not mqtt:// or mqtts://"),
+        };
+        let host = url
+            .host_str()
+            .with_context(|| format!("--mqtt {text:?} has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+        Ok(MqttUrl { host, port, tls })
+    }
+}
+
+/// MQTT credentials. `Debug` never shows the password.
+#[derive(Clone, PartialEq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<hidden>").finish()
+    }
+}
+
+/// The resolved configuration the node runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: String,
+    pub broker: Broker,
+    pub mqtt_ca: Option<PathBuf>,
+    pub credentials: Option<Credentials>,
+    pub db: String,
+    pub regions: Option<PathBuf>,
+    pub devices: Option<PathBuf>,
+    pub http: SocketAddr,
+    pub batch_max: usize,
+    pub batch_linger: Duration,
+    pub mqtt_inflight: u16,
+    pub mqtt_keep_alive: Duration,
+    pub reconnect_max: Duration,
+    pub log: String,
+}
+
+/// The embedded broker's default address.
+pub const DEFAULT_EMBEDDED_BROKER: &str = "127.0.0.1:1883";
+/// The HTTP API's default address.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8081";
+
+impl Config {
+    /// Resolves flags and environment (already in `args`) over the file named by `--config`.
+    pub fn resolve(args: Args) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let id = args
+            .id
+            .or(file.id)
+            .context("the node needs an id: pass --id ID (or YINGJI_NODE_ID, or `id` in the config file)")?;
+        yingji_proto::topic::valid_device_id(&id).map_err(|e| anyhow::anyhow!("--id: {}", e.reason))?;
+        let broker = match args.mqtt.or(file.mqtt) {
+            Some(url) => Broker::External(MqttUrl::parse(&url)?),
+            None => Broker::Embedded(args.embedded_broker.or(file.embedded_broker).unwrap_or_else(|| {
+                DEFAULT_EMBEDDED_BROKER.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 1883)))
+            })),
+        };
+        let username = args.mqtt_username.or(file.mqtt_username);
+        let password_file = args.mqtt_password_file.or(file.mqtt_password_file);
+        let password = match (password_file, std::env::var("YINGJI_NODE_MQTT_PASSWORD").ok()) {
+            (Some(path), _) => Some(
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading the MQTT password file {}", path.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            (None, env) => env,
+        };
+        let credentials = match (username, password) {
+            (Some(username), password) => Some(Credentials { username, password: password.unwrap_or_default() }),
+            (None, Some(_)) => bail!("an MQTT password was given without --mqtt-username"),
+            (None, None) => None,
+        };
+        let db = args.db.or(file.db).unwrap_or_else(|| format!("sqlite://./yingji-node-{id}.db"));
+        let batch_max = args.batch_max.or(file.batch_max).unwrap_or(2000);
+        if batch_max == 0 {
+            bail!("--batch-max must be at least 1");
+        }
+        Ok(Config {
+            broker,
+            mqtt_ca: args.mqtt_ca.or(file.mqtt_ca),
+            credentials,
+            db,
+            regions: args.regions.or(file.regions),
+            devices: args.devices.or(file.devices),
+            http: args
+                .http
+                .or(file.http)
+                .unwrap_or_else(|| DEFAULT_HTTP.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8081)))),
+            batch_max,
+            batch_linger: Duration::from_millis(args.batch_linger_ms.or(file.batch_linger_ms).unwrap_or(2)),
+            mqtt_inflight: args.mqtt_inflight.or(file.mqtt_inflight).unwrap_or(100).max(1),
+            mqtt_keep_alive: Duration::from_secs(
+                args.mqtt_keep_alive_s.or(file.mqtt_keep_alive_s).unwrap_or(30).max(5),
+            ),
+            reconnect_max: Duration::from_secs(args.reconnect_max_s.or(file.reconnect_max_s).unwrap_or(30).max(1)),
+            log: args.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
+            id,
+        })
+    }
+
+    /// A configuration for tests and embedding: embedded nothing, everything explicit.
+    pub fn for_tests(id: &str, mqtt: MqttUrl, db: String) -> Config {
+        Config {
+            id: id.to_owned(),
+            broker: Broker::External(mqtt),
+            mqtt_ca: None,
+            credentials: None,
+            db,
+            regions: None,
+            devices: None,
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            batch_max: 2000,
+            batch_linger: Duration::from_millis(2),
+            mqtt_inflight: 100,
+            mqtt_keep_alive: Duration::from_secs(30),
+            reconnect_max: Duration::from_secs(2),
+            log: "info".to_owned(),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("the config file {} is not valid", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mqtt_urls() {
+        let cases = [
+            ("mqtt://127.0.0.1:1883", Some(("127.0.0.1", 1883, false))),
+            ("mqtt://broker.example", Some(("broker.example", 1883, false))),
+            ("mqtts://broker.example", Some(("broker.example", 8883, true))),
+            ("mqtts://[::1]:9000", Some(("::1", 9000, true))),
+            ("http://x", None),
+            ("not a url", None),
+        ];
+        for (text, want) in cases {
+            let got = MqttUrl::parse(text).ok().map(|u| (u.host, u.port, u.tls));
+            assert_eq!(got, want.map(|(h, p, t)| (h.to_owned(), p, t)), "{text}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "id = \"from-file\"\nbatch_max = 7\ndb = \"sqlite://file.db\"\n").expect("write");
+        let args = Args { config: Some(path), id: Some("from-flag".into()), ..Args::default() };
+        let config = Config::resolve(args).expect("resolve");
+        assert_eq!(config.id, "from-flag");
+        assert_eq!(config.batch_max, 7);
+        assert_eq!(config.db, "sqlite://file.db");
+        assert_eq!(config.broker, Broker::Embedded("127.0.0.1:1883".parse().expect("addr")));
+    }
+
+    #[test]
+    fn unknown_file_fields_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "id = \"x\"\nbatchmax = 7\n").expect("write");
+        let err = Config::resolve(Args { config: Some(path), ..Args::default() }).expect_err("must refuse");
+        assert!(format!("{err:#}").contains("batchmax"), "{err:#}");
+    }
+
+    #[test]
+    fn an_id_is_required_and_checked() {
+        assert!(Config::resolve(Args::default()).is_err());
+        assert!(Config::resolve(Args { id: Some("a/b".into()), ..Args::default() }).is_err());
+    }
+}

@@ -1,0 +1,200 @@
+//! The node's HTTP API: health, metrics, and paged lists of what it stored.
+//!
+//! Lists take `limit` (1..=100000, default 1000) and `cursor` (the `next` of the previous page)
+//! and return `{"items": [...], "next": "..."|null}`. Errors are `{"error": "..."}` with a 4xx
+//! or 5xx status and never leak internals.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::DateTime;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::devices::Registry;
+use crate::metrics::Metrics;
+use crate::store::{DeviceQuery, ReadingQuery, ReportQuery, Store, StoreError, decode_cursor};
+
+/// The largest page.
+pub const MAX_LIMIT: i64 = 100_000;
+/// The page size when none is asked for.
+pub const DEFAULT_LIMIT: i64 = 1000;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub node_id: String,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<Registry>,
+    pub broker_up: Arc<AtomicBool>,
+    /// True once the broker has granted the field subscriptions on the current connection.
+    pub subscribed: Arc<AtomicBool>,
+}
+
+pub fn router(ctx: ApiContext) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/reports", get(reports))
+        .route("/api/v1/readings", get(readings))
+        .route("/api/v1/devices", get(devices))
+        .route("/api/v1/media/{device}/{report}/{sha256}", get(media))
+        .with_state(ctx)
+}
+
+/// An API error: a status and a message fit to show.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::BadCursor(reason) => ApiError::bad_request(format!("cursor: {reason}")),
+            other => {
+                tracing::error!(error = %other, "API query failed");
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, "the database did not answer; try again".to_owned())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+async fn healthz(State(ctx): State<ApiContext>) -> Response {
+    let db_ok = ctx.store.ping().await.is_ok();
+    let broker = if ctx.broker_up.load(Ordering::Relaxed) { "connected" } else { "disconnected" };
+    let body = json!({
+        "node": ctx.node_id,
+        "status": if db_ok { "ok" } else { "degraded" },
+        "database": if db_ok { "ok" } else { "unreachable" },
+        "broker": broker,
+        "subscribed": ctx.subscribed.load(Ordering::Relaxed),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    let status = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(ctx): State<ApiContext>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], ctx.metrics.encode())
+        .into_response()
+}
+
+fn limit(asked: Option<i64>) -> Result<i64, ApiError> {
+    match asked {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!("limit {n} is outside 1..={MAX_LIMIT}"))),
+    }
+}
+
+fn since_ms(text: Option<&str>) -> Result<Option<i64>, ApiError> {
+    text.map(|t| {
+        DateTime::parse_from_rfc3339(t)
+            .map(|d| d.timestamp_millis())
+            .map_err(|e| ApiError::bad_request(format!("since {t:?} is not an RFC 3339 time: {e}")))
+    })
+    .transpose()
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportParams {
+    incident: Option<String>,
+    region: Option<String>,
+    /// Reports received at or after this RFC 3339 time.
+    since: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn reports(State(ctx): State<ApiContext>, Query(p): Query<ReportParams>) -> Result<Response, ApiError> {
+    let query = ReportQuery {
+        incident: p.incident,
+        region: p.region,
+        since_ms: since_ms(p.since.as_deref())?,
+        after_seq: p.cursor.as_deref().map(decode_cursor::<i64>).transpose()?,
+        limit: limit(p.limit)?,
+    };
+    Ok(Json(ctx.store.reports(&query).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadingParams {
+    device: Option<String>,
+    name: Option<String>,
+    /// Readings taken at or after this RFC 3339 time.
+    since: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn readings(State(ctx): State<ApiContext>, Query(p): Query<ReadingParams>) -> Result<Response, ApiError> {
+    let query = ReadingQuery {
+        device: p.device,
+        name: p.name,
+        since_us: since_ms(p.since.as_deref())?.map(|ms| ms.saturating_mul(1000)),
+        after: p.cursor.as_deref().map(decode_cursor::<(String, String, i64)>).transpose()?,
+        limit: limit(p.limit)?,
+    };
+    Ok(Json(ctx.store.readings(&query).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct DeviceParams {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn devices(State(ctx): State<ApiContext>, Query(p): Query<DeviceParams>) -> Result<Response, ApiError> {
+    let query =
+        DeviceQuery { after: p.cursor.as_deref().map(decode_cursor::<String>).transpose()?, limit: limit(p.limit)? };
+    let page = ctx.store.devices(&query).await?;
+    // Each heard device with its registry entry (kind, name, location, lines) when it has one.
+    let items: Vec<serde_json::Value> = page
+        .items
+        .into_iter()
+        .map(|d| {
+            let registered = ctx.registry.get(&d.device).cloned();
+            let mut value = serde_json::to_value(&d).unwrap_or_default();
+            if let (Some(obj), Some(reg)) = (value.as_object_mut(), registered) {
+                obj.insert("registry".to_owned(), serde_json::to_value(reg).unwrap_or_default());
+            }
+            value
+        })
+        .collect();
+    Ok(Json(json!({ "items": items, "next": page.next })).into_response())
+}
+
+async fn media(
+    State(ctx): State<ApiContext>,
+    Path((device, report, sha256)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    match ctx.store.media(&device, &report, &sha256).await? {
+        Some(m) => Ok((
+            [
+                (header::CONTENT_TYPE, m.content_type),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                (header::CONTENT_SECURITY_POLICY, "default-src 'none'".to_owned()),
+            ],
+            m.bytes,
+        )
+            .into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, "no such media".to_owned())),
+    }
+}

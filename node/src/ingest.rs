@@ -1,0 +1,343 @@
+//! Ingest: validate what devices publish, store it in batches, and acknowledge each QoS 1
+//! message to the broker only after the transaction that stores it has committed.
+//!
+//! One task owns the whole path, so acknowledgements go out in the order messages came.
+//! A batch closes when it holds `batch_max` messages or when `batch_linger` has passed since
+//! its first message. A refused message is acknowledged too (it must not come back for ever)
+//! and gets a reject notice; it never disturbs the good messages around it. When a commit
+//! fails, nothing of the batch is acknowledged and the same batch is retried with backoff.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rumqttc::{AsyncClient, Publish, QoS};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+use yingji_proto::event::RejectNotice;
+use yingji_proto::report::FieldReport;
+use yingji_proto::senml::{self, Value};
+use yingji_proto::status::DeviceStatus;
+use yingji_proto::topic::{self, FieldTopic};
+use yingji_proto::{Invalid, Limits, media};
+
+use crate::devices::Registry;
+use crate::metrics::{CodeLabel, Metrics};
+use crate::regions::{self, Regions};
+use crate::store::{Batch, NewMedia, NewReading, NewReport, NewStatus, Seen, Store};
+
+/// What ingest needs.
+pub struct Ingest {
+    pub store: Store,
+    pub regions: Arc<Regions>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub client: AsyncClient,
+    pub limits: Limits,
+    pub batch_max: usize,
+    pub batch_linger: Duration,
+}
+
+/// A message refused, with where its notice goes.
+struct Refused {
+    device: Option<String>,
+    notice: RejectNotice,
+}
+
+impl Ingest {
+    /// Runs until `stop` is cancelled or the message channel closes. The batch in progress when
+    /// `stop` comes is committed and acknowledged first.
+    pub async fn run(self, mut messages: mpsc::UnboundedReceiver<Publish>, stop: CancellationToken) {
+        let mut pending: Vec<Publish> = Vec::with_capacity(self.batch_max);
+        let mut batch = Batch::default();
+        let mut refused: Vec<Refused> = Vec::new();
+        let mut seen: HashMap<String, Seen> = HashMap::new();
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                message = messages.recv() => match message {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            let now = Utc::now();
+            self.accept(&first, now, &mut batch, &mut refused, &mut seen);
+            pending.push(first);
+            let deadline = tokio::time::Instant::now() + self.batch_linger;
+            while pending.len() < self.batch_max {
+                let next = match messages.try_recv() {
+                    Ok(m) => m,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(deadline, messages.recv()).await {
+                            Ok(Some(m)) => m,
+                            _ => break,
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                };
+                self.accept(&next, now, &mut batch, &mut refused, &mut seen);
+                pending.push(next);
+            }
+            self.metrics.ingest_queue.set(messages.len() as i64);
+            batch.seen.extend(seen.drain().map(|(_, s)| s));
+            if !self.commit(&batch, pending.len(), &stop).await {
+                // Stopped while the database was failing: leave the batch unacknowledged; the
+                // broker delivers it again to the next session.
+                return;
+            }
+            for message in pending.drain(..) {
+                self.metrics.stored.get_or_create(&Metrics::kind(kind_of(&message.topic))).inc();
+                if let Err(e) = self.client.ack(&message).await {
+                    warn!(error = %e, "could not queue an acknowledgement; the broker will redeliver the message");
+                }
+            }
+            for r in refused.drain(..) {
+                self.notify(r);
+            }
+            batch.clear();
+        }
+    }
+
+    /// Commits a batch, retrying with backoff while the database fails. False when stopped first.
+    async fn commit(&self, batch: &Batch, messages: usize, stop: &CancellationToken) -> bool {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let started = Instant::now();
+            match self.store.write(batch).await {
+                Ok(written) => {
+                    self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+                    self.metrics.batch_messages.observe(messages as f64);
+                    self.metrics.reports_new.inc_by(written.reports);
+                    self.metrics.readings_new.inc_by(written.readings);
+                    self.metrics.media_new.inc_by(written.media);
+                    let offered = (batch.reports.len() + batch.readings.len() + batch.media.len()) as u64;
+                    let new = written.reports + written.readings + written.media;
+                    self.metrics.duplicates.inc_by(offered.saturating_sub(new));
+                    debug!(messages, new, "batch committed");
+                    return true;
+                }
+                Err(e) => {
+                    self.metrics.commit_failures.inc();
+                    error!(error = %e, messages, retry_in_ms = backoff.as_millis() as u64,
+                        "storing a batch failed; nothing of it is acknowledged, retrying. Check the database");
+                    tokio::select! {
+                        _ = stop.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Validates one message into the batch, or records why it is refused.
+    fn accept(
+        &self,
+        message: &Publish,
+        now: chrono::DateTime<Utc>,
+        batch: &mut Batch,
+        refused: &mut Vec<Refused>,
+        seen: &mut HashMap<String, Seen>,
+    ) {
+        let kind = kind_of(&message.topic);
+        self.metrics.received.get_or_create(&Metrics::kind(kind)).inc();
+        let parsed = match FieldTopic::parse(&message.topic) {
+            Ok(t) => t,
+            Err(invalid) => {
+                let device = message.topic.split('/').nth(3).filter(|d| publishable_level(d)).map(str::to_owned);
+                self.refuse(refused, device, &message.topic, None, invalid);
+                return;
+            }
+        };
+        let device = parsed.device().to_owned();
+        let received_at_ms = now.timestamp_millis();
+        let payload = &message.payload[..];
+        let outcome: Result<(), (Option<String>, Invalid)> = match &parsed {
+            FieldTopic::Report { .. } => match FieldReport::parse(payload, &device, now, &self.limits) {
+                Ok(report) => {
+                    batch.reports.push(self.place(report, &device, received_at_ms));
+                    Ok(())
+                }
+                Err(e) => Err((peek_id(payload), e)),
+            },
+            FieldTopic::Senml { .. } => match senml::parse_pack(payload, &device, now, &self.limits) {
+                Ok(readings) => {
+                    let registered = self.registry.contains(&device);
+                    if !registered {
+                        self.metrics.unregistered_readings.inc_by(readings.len() as u64);
+                    }
+                    batch
+                        .readings
+                        .extend(readings.into_iter().map(|r| reading_row(&device, r, registered, received_at_ms)));
+                    Ok(())
+                }
+                Err(e) => Err((None, e)),
+            },
+            FieldTopic::Status { .. } => match DeviceStatus::parse(payload, &device, now, &self.limits) {
+                Ok(status) => {
+                    batch.statuses.push(NewStatus {
+                        device: device.clone(),
+                        online: status.online,
+                        battery: status.battery,
+                        at_ms: status.at.timestamp_millis(),
+                    });
+                    Ok(())
+                }
+                Err(e) => Err((None, e)),
+            },
+            FieldTopic::Media { report, .. } => match media::sniff(payload, &self.limits) {
+                Ok(kind) => {
+                    batch.media.push(NewMedia {
+                        device: device.clone(),
+                        report_id: report.clone(),
+                        sha256: hex(&Sha256::digest(payload)),
+                        content_type: kind.content_type().to_owned(),
+                        bytes: payload.to_vec(),
+                        received_at_ms,
+                    });
+                    Ok(())
+                }
+                Err(e) => Err((Some(report.clone()), e)),
+            },
+            FieldTopic::Ack { .. } => Err((
+                None,
+                Invalid::new(
+                    yingji_proto::Code::InvalidTopic,
+                    "this node does not take acknowledgements on this connection",
+                ),
+            )),
+        };
+        match outcome {
+            Ok(()) => {
+                let registered = self.registry.contains(&device);
+                let entry =
+                    seen.entry(device.clone()).or_insert_with(|| Seen { device, registered, at_ms: received_at_ms });
+                entry.at_ms = entry.at_ms.max(received_at_ms);
+            }
+            Err((id, invalid)) => self.refuse(refused, Some(device), &message.topic, id, invalid),
+        }
+    }
+
+    /// Gives a report its region: its own code, else the division its location lies in,
+    /// else `unknown` (kept and counted, never refused).
+    fn place(&self, report: FieldReport, device: &str, received_at_ms: i64) -> NewReport {
+        let (region, region_source) = match report.region.clone() {
+            Some(code) => (code, "given"),
+            None => match self.regions.locate(report.location.lat, report.location.lon) {
+                Some(division) => (division.code.clone(), "located"),
+                None => {
+                    self.metrics.unknown_region_reports.inc();
+                    (regions::UNKNOWN.to_owned(), "unknown")
+                }
+            },
+        };
+        NewReport {
+            device: device.to_owned(),
+            figures: serde_json::to_string(&report.figures).unwrap_or_else(|_| "{}".to_owned()),
+            observed_at: report.observed_at.to_rfc3339(),
+            observed_at_ms: report.observed_at.timestamp_millis(),
+            incident: report.incident,
+            stage: report.stage.as_str().to_owned(),
+            hazard: report.hazard.as_str().to_owned(),
+            lat: report.location.lat,
+            lon: report.location.lon,
+            region,
+            region_source,
+            text: report.text,
+            exercise: report.exercise,
+            received_at_ms,
+            id: report.id,
+        }
+    }
+
+    fn refuse(
+        &self,
+        refused: &mut Vec<Refused>,
+        device: Option<String>,
+        topic: &str,
+        id: Option<String>,
+        invalid: Invalid,
+    ) {
+        self.metrics.rejected.get_or_create(&CodeLabel { code: invalid.code.as_str().to_owned() }).inc();
+        debug!(topic, code = invalid.code.as_str(), reason = %invalid.reason, "message refused");
+        refused.push(Refused {
+            device,
+            notice: RejectNotice {
+                topic: topic.to_owned(),
+                id,
+                code: invalid.code.as_str().to_owned(),
+                reason: invalid.reason,
+            },
+        });
+    }
+
+    /// Sends a reject notice (QoS 0: it is advice to the device, and must never hold up ingest).
+    fn notify(&self, refused: Refused) {
+        let Some(device) = refused.device else { return };
+        let Ok(payload) = serde_json::to_vec(&refused.notice) else { return };
+        if let Err(e) = self.client.try_publish(topic::reject(&device), QoS::AtMostOnce, false, payload) {
+            debug!(error = %e, device, "reject notice dropped: the request queue is full");
+        }
+    }
+}
+
+fn reading_row(device: &str, r: senml::Reading, registered: bool, received_at_ms: i64) -> NewReading {
+    let (value_num, value_str, value_bool, value_data) = match r.value {
+        Some(Value::Number(x)) => (Some(x), None, None, None),
+        Some(Value::String(s)) => (None, Some(s), None, None),
+        Some(Value::Bool(b)) => (None, None, Some(b), None),
+        Some(Value::Data(d)) => (None, None, None, Some(d)),
+        None => (None, None, None, None),
+    };
+    NewReading {
+        device: device.to_owned(),
+        name: r.name,
+        time_us: r.time_us,
+        unit: r.unit,
+        value_num,
+        value_str,
+        value_bool,
+        value_data,
+        sum: r.sum,
+        registered,
+        received_at_ms,
+    }
+}
+
+/// The topic kind for metrics, without allocating: the third level of `yingji/v1/<kind>/...`.
+fn kind_of(topic: &str) -> &'static str {
+    match topic.split('/').nth(2) {
+        Some("report") => "report",
+        Some("senml") => "senml",
+        Some("status") => "status",
+        Some("media") => "media",
+        Some("ack") => "ack",
+        _ => "other",
+    }
+}
+
+/// A topic level we can publish a notice under (no wildcards, not empty).
+fn publishable_level(level: &str) -> bool {
+    !level.is_empty() && !level.contains(['+', '#']) && level.len() <= 256
+}
+
+/// The `id` of a refused report, when the JSON is good enough to show one.
+fn peek_id(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<String>,
+    }
+    serde_json::from_slice::<IdOnly>(payload).ok().and_then(|x| x.id).filter(|id| id.len() <= yingji_proto::MAX_ID_LEN)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,454 @@
+//! The end-to-end test harness: brokers, databases and nodes on free ports, each test with its
+//! own, so that tests run in parallel.
+//!
+//! - [`TestDb`]: a fresh SQLite file, or a fresh PostgreSQL schema when `YINGJI_TEST_PG_URL`
+//!   is set.
+//! - [`Mosquitto`]: a Mosquitto process of the test's own on a free port, configured to lose
+//!   nothing (`max_queued_messages 0`); used when `YINGJI_TEST_MQTT_URL` is set (that variable
+//!   says an external broker is available to the suite).
+//! - [`spawn_embedded_broker`]: an in-process rumqttd on a free port.
+//! - [`TestNode`]: a node running in-process; [`NodeProcess`]: the `yingji-node` binary, for
+//!   tests that kill it.
+//! - [`Publisher`]: an ordinary MQTT client that publishes at QoS 1 and waits for every PUBACK.
+//! - [`eventually`]: polls a condition with a deadline instead of sleeping.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use tokio_util::sync::CancellationToken;
+use yingji_node::Node;
+use yingji_node::config::{Config, MqttUrl};
+use yingji_node::store::Store;
+
+/// Logs go to the test output only when `TEST_LOG=1`.
+pub fn init_logging() {
+    if std::env::var("TEST_LOG").is_ok_and(|v| v == "1") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info,rumqttd=warn"))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand it out again at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or fails after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+/// The database kinds available here: SQLite always, PostgreSQL when `YINGJI_TEST_PG_URL` is set.
+pub fn db_kinds() -> Vec<DbKind> {
+    let mut kinds = vec![DbKind::Sqlite];
+    if pg_url().is_some() {
+        kinds.push(DbKind::Postgres);
+    } else {
+        eprintln!("YINGJI_TEST_PG_URL is not set: PostgreSQL cases are skipped here (CI sets it)");
+    }
+    kinds
+}
+
+fn pg_url() -> Option<String> {
+    std::env::var("YINGJI_TEST_PG_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// A database of the test's own.
+pub struct TestDb {
+    pub url: String,
+    pub kind: DbKind,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(kind: DbKind) -> TestDb {
+        match kind {
+            DbKind::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}", dir.path().join("node.db").display());
+                TestDb { url, kind, _dir: Some(dir) }
+            }
+            DbKind::Postgres => {
+                let base = pg_url().expect("YINGJI_TEST_PG_URL");
+                let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+                let pool = sqlx::PgPool::connect(&base).await.expect("connect to YINGJI_TEST_PG_URL");
+                // The schema name is made here from a UUID: nothing outside the test is in it.
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&pool)
+                    .await
+                    .expect("create schema");
+                pool.close().await;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                TestDb { url, kind, _dir: None }
+            }
+        }
+    }
+}
+
+/// Starts an in-process broker on a free port and returns its URL.
+pub fn spawn_embedded_broker() -> MqttUrl {
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    yingji_node::mqtt::start_embedded_broker(addr).expect("embedded broker");
+    MqttUrl { host: "127.0.0.1".into(), port, tls: false }
+}
+
+/// True when the suite may use an external broker (`YINGJI_TEST_MQTT_URL` is set).
+pub fn external_broker_available() -> bool {
+    let set = std::env::var("YINGJI_TEST_MQTT_URL").is_ok_and(|u| !u.is_empty());
+    if !set {
+        eprintln!("YINGJI_TEST_MQTT_URL is not set: external-broker cases are skipped here (CI sets it)");
+    }
+    set
+}
+
+/// A Mosquitto process of the test's own, configured to lose nothing.
+pub struct Mosquitto {
+    pub url: MqttUrl,
+    child: Option<Child>,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts `mosquitto` (from PATH or /usr/sbin) on a free port.
+    pub fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 1000\n\
+                 persistence false\nlog_dest none\n"
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let mut m =
+            Mosquitto { url: MqttUrl { host: "127.0.0.1".into(), port, tls: false }, child: None, config, _dir: dir };
+        m.restart();
+        m
+    }
+
+    fn binary() -> String {
+        for candidate in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"] {
+            if std::path::Path::new(candidate).exists() {
+                return candidate.to_owned();
+            }
+        }
+        "mosquitto".to_owned()
+    }
+
+    /// Stops the broker (SIGKILL): its sessions and queues are gone, as after a crash.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// (Re)starts the broker on the same port and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new(Self::binary())
+            .arg("-c")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto (apt-get install mosquitto)");
+        self.child = Some(child);
+        let addr: SocketAddr = ([127, 0, 0, 1], self.url.port).into();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not start on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A node running in this process.
+pub struct TestNode {
+    pub http: SocketAddr,
+    pub store: Store,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestNode {
+    /// Builds and runs a node with `config`.
+    pub async fn spawn(config: Config) -> TestNode {
+        init_logging();
+        let node = Node::build(config).await.expect("node builds");
+        let http = node.http_addr();
+        let store = node.store().clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(node.run_until_stopped(stop.clone()));
+        let health = format!("http://{http}/healthz");
+        eventually(Duration::from_secs(30), "the node to subscribe to the field topics", || async {
+            let body: serde_json::Value = reqwest::get(&health).await.ok()?.json().await.ok()?;
+            (body["subscribed"] == true).then_some(())
+        })
+        .await;
+        TestNode { http, store, stop, task: Some(task) }
+    }
+
+    /// A node `id` on `mqtt` with database `db`, everything else default.
+    pub async fn start(id: &str, mqtt: &MqttUrl, db: &TestDb) -> TestNode {
+        TestNode::spawn(Config::for_tests(id, mqtt.clone(), db.url.clone())).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// Stops gracefully and waits.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("node task").expect("node stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The `yingji-node` binary as a child process.
+pub struct NodeProcess {
+    child: Child,
+}
+
+impl NodeProcess {
+    /// The binary built next to this test binary (`cargo test --workspace` builds it).
+    pub fn binary() -> anyhow::Result<PathBuf> {
+        let exe = std::env::current_exe()?;
+        let dir = exe.parent().and_then(|d| d.parent()).context("test binary has no parent dir")?;
+        let bin = dir.join(format!("yingji-node{}", std::env::consts::EXE_SUFFIX));
+        if !bin.exists() {
+            bail!("{} is missing: run the tests with `cargo test --workspace`, which builds it", bin.display());
+        }
+        Ok(bin)
+    }
+
+    pub fn start(args: &[&str]) -> anyhow::Result<NodeProcess> {
+        let log = std::env::var("TEST_LOG").is_ok_and(|v| v == "1");
+        let child = Command::new(Self::binary()?)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(if log { Stdio::inherit() } else { Stdio::null() })
+            .stderr(if log { Stdio::inherit() } else { Stdio::null() })
+            .spawn()?;
+        Ok(NodeProcess { child })
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An ordinary MQTT client for tests: publishes at QoS 1 and can wait for every PUBACK.
+pub struct Publisher {
+    pub client: AsyncClient,
+    acked: tokio::sync::watch::Receiver<u64>,
+    published: u64,
+    stop: CancellationToken,
+}
+
+impl Publisher {
+    pub async fn connect(url: &MqttUrl, client_id: &str) -> Publisher {
+        let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
+        options
+            .set_max_packet_size(32 * 1024 * 1024, 32 * 1024 * 1024)
+            .set_inflight(200)
+            .set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+        let (tx, acked) = tokio::sync::watch::channel(0u64);
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        tokio::spawn(async move {
+            let mut count = 0u64;
+            loop {
+                let event = tokio::select! {
+                    _ = token.cancelled() => break,
+                    e = eventloop.poll() => e,
+                };
+                match event {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        count += 1;
+                        let _ = tx.send(count);
+                    }
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        Publisher { client, acked, published: 0, stop }
+    }
+
+    /// Publishes at QoS 1 (does not wait for the PUBACK; see [`Publisher::wait_acked`]).
+    pub async fn publish(&mut self, topic: impl Into<String>, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.expect("publish queued");
+        self.published += 1;
+    }
+
+    /// Waits until the broker has acknowledged everything published so far.
+    pub async fn wait_acked(&mut self, within: Duration) {
+        let want = self.published;
+        let mut rx = self.acked.clone();
+        tokio::time::timeout(within, rx.wait_for(|n| *n >= want))
+            .await
+            .expect("PUBACKs in time")
+            .expect("publisher alive");
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A subscriber that collects every message on a filter.
+pub struct Subscriber {
+    pub messages: tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    stop: CancellationToken,
+}
+
+impl Subscriber {
+    pub async fn connect(url: &MqttUrl, client_id: &str, filter: &str) -> Subscriber {
+        let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
+        options.set_max_packet_size(32 * 1024 * 1024, 32 * 1024 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let (tx, messages) = tokio::sync::mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let mut ready_tx = Some(ready_tx);
+        let filter = filter.to_owned();
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = token.cancelled() => break,
+                    e = eventloop.poll() => e,
+                };
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(r) = ready_tx.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        client.subscribe(filter, QoS::AtLeastOnce).await.expect("subscribe");
+        tokio::time::timeout(Duration::from_secs(10), ready_rx)
+            .await
+            .expect("SUBACK in time")
+            .expect("subscriber alive");
+        Subscriber { messages, stop }
+    }
+
+    /// The next message, or None after `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<(String, Vec<u8>)> {
+        tokio::time::timeout(within, self.messages.recv()).await.ok().flatten()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Fetches JSON from a node's API.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    let response = reqwest::get(url).await.expect("HTTP request");
+    assert!(response.status().is_success(), "GET {url}: {}", response.status());
+    response.json().await.expect("JSON body")
+}
+
+/// Builders of valid messages.
+pub mod make {
+    use serde_json::json;
+
+    /// A valid report `id` for `incident` in `region` with `affected` people.
+    pub fn report(id: &str, incident: &str, region: &str, affected: i64) -> Vec<u8> {
+        json!({
+            "id": id,
+            "incident": incident,
+            "stage": "initial",
+            "hazard": "typhoon",
+            "observed_at": "2026-09-14T08:00:00+08:00",
+            "location": {"lat": 28.02, "lon": 120.65},
+            "region": region,
+            "figures": {"affected": affected, "deaths": 0, "crop_area_ha": 1.5},
+            "text": "roads flooded",
+            "exercise": false
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// A SenML pack of `n` rain readings from `device`, starting at `t0` seconds, 1 s apart.
+    pub fn rain_pack(device: &str, t0: f64, n: usize) -> Vec<u8> {
+        let mut records = Vec::with_capacity(n);
+        for i in 0..n {
+            if i == 0 {
+                records.push(json!({"bn": format!("{device}:"), "bt": t0, "bu": "mm", "n": "rain", "v": 0.5}));
+            } else {
+                records.push(json!({"n": "rain", "t": i as f64, "v": 0.5}));
+            }
+        }
+        serde_json::to_vec(&records).unwrap_or_default()
+    }
+}
