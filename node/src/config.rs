@@ -339,4 +339,29 @@ mod tests {
         assert!(Config::resolve(Args::default()).is_err());
         assert!(Config::resolve(Args { id: Some("a/b".into()), ..Args::default() }).is_err());
     }
+
+    #[test]
+    fn the_documented_example_names_every_option_correctly() {
+        // docs/node.toml shows every option commented out: uncomment them all and parse.
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/node.toml")).expect("docs/node.toml");
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file: FileConfig = toml::from_str(&uncommented).expect("every documented option is a real one");
+        assert!(file.mqtt.is_some() && file.db.is_some() && file.log.is_some() && file.reconnect_max_s.is_some());
+        let documented = uncommented.lines().filter(|l| l.contains(" = ") && !l.starts_with('#')).count();
+        assert_eq!(documented, 16, "docs/node.toml documents every option once");
+    }
 }

@@ -89,10 +89,10 @@ impl Registry {
             yingji_proto::Location { lat: device.lat, lon: device.lon }
                 .validate()
                 .map_err(|e| anyhow::anyhow!("device {}: {}", device.id, e.reason))?;
-            if let (Some(w), Some(g)) = (device.warning_level, device.guarantee_level) {
-                if g < w {
-                    bail!("device {}: guarantee_level {g} is below warning_level {w}", device.id);
-                }
+            if let (Some(w), Some(g)) = (device.warning_level, device.guarantee_level)
+                && g < w
+            {
+                bail!("device {}: guarantee_level {g} is below warning_level {w}", device.id);
             }
             let id = device.id.clone();
             if devices.insert(id.clone(), device).is_some() {

@@ -219,10 +219,10 @@ pub async fn drive(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if let Some(tx) = &messages {
-                    if tx.send(publish).is_err() {
-                        debug!(link = name, "message arrived after ingest stopped; it stays unacknowledged");
-                    }
+                if let Some(tx) = &messages
+                    && tx.send(publish).is_err()
+                {
+                    debug!(link = name, "message arrived after ingest stopped; it stays unacknowledged");
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -242,7 +242,7 @@ pub async fn drive(
                 // Jitter spreads the reconnections of many nodes after a broker restart.
                 let jitter = Duration::from_millis(rand_jitter(backoff.as_millis() as u64 / 4 + 1));
                 let wait = backoff + jitter;
-                if attempt <= 3 || attempt % 10 == 0 {
+                if attempt <= 3 || attempt.is_multiple_of(10) {
                     warn!(link = name, %error, attempt, retry_in_ms = wait.as_millis() as u64,
                         "MQTT connection failed; retrying. Check that the broker is running and the URL and credentials are right");
                 }

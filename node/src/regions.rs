@@ -89,10 +89,10 @@ impl Regions {
             }
         }
         for d in &divisions {
-            if let Some(parent) = &d.parent {
-                if !by_code.contains_key(parent) {
-                    bail!("division {} names parent {parent}, which is not in the file", d.code);
-                }
+            if let Some(parent) = &d.parent
+                && !by_code.contains_key(parent)
+            {
+                bail!("division {} names parent {parent}, which is not in the file", d.code);
             }
         }
         Ok(Regions { divisions, by_code, index: RTree::bulk_load(boxes) })

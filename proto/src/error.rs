@@ -161,10 +161,7 @@ pub struct Invalid {
 
 impl Invalid {
     pub fn new(code: Code, reason: impl Into<String>) -> Self {
-        Invalid {
-            code,
-            reason: reason.into(),
-        }
+        Invalid { code, reason: reason.into() }
     }
 }
 
@@ -176,11 +173,7 @@ pub(crate) fn from_json_error(err: serde_path_to_error::Error<serde_json::Error>
     let inner = err.into_inner();
     match inner.classify() {
         Category::Data => {
-            let at = if path == "." || path.is_empty() {
-                String::new()
-            } else {
-                format!("{path}: ")
-            };
+            let at = if path == "." || path.is_empty() { String::new() } else { format!("{path}: ") };
             Invalid::new(Code::InvalidField, format!("{at}{inner}"))
         }
         Category::Syntax | Category::Eof | Category::Io => {
@@ -190,13 +183,10 @@ pub(crate) fn from_json_error(err: serde_path_to_error::Error<serde_json::Error>
 }
 
 /// Parses JSON into `T`, mapping errors to refusals with the path of the bad field.
-pub(crate) fn parse_json<'de, T: serde::Deserialize<'de>>(
-    payload: &'de [u8],
-) -> Result<T, Invalid> {
+pub(crate) fn parse_json<'de, T: serde::Deserialize<'de>>(payload: &'de [u8]) -> Result<T, Invalid> {
     let mut de = serde_json::Deserializer::from_slice(payload);
     let value = serde_path_to_error::deserialize(&mut de).map_err(from_json_error)?;
-    de.end()
-        .map_err(|e| Invalid::new(Code::InvalidJson, format!("not valid JSON: {e}")))?;
+    de.end().map_err(|e| Invalid::new(Code::InvalidJson, format!("not valid JSON: {e}")))?;
     Ok(value)
 }
 
@@ -223,9 +213,7 @@ where
 }
 
 /// Parses a JSON object into `T`, as [`parse_json`] does, refusing any other JSON value.
-pub(crate) fn parse_json_object<'de, T: serde::Deserialize<'de>>(
-    payload: &'de [u8],
-) -> Result<T, Invalid> {
+pub(crate) fn parse_json_object<'de, T: serde::Deserialize<'de>>(payload: &'de [u8]) -> Result<T, Invalid> {
     struct Object<T>(T);
     impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
         fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

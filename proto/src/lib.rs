@@ -54,10 +54,7 @@ impl Default for Limits {
             max_media_bytes: MAX_MEDIA_BYTES,
             max_senml_records: 10_000,
             max_future_skew: TimeDelta::minutes(10),
-            min_time: Utc
-                .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-                .single()
-                .unwrap_or_default(),
+            min_time: Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().unwrap_or_default(),
         }
     }
 }
@@ -95,10 +92,7 @@ impl Location {
         } else {
             Err(Invalid::new(
                 Code::CoordinatesOutOfRange,
-                format!(
-                    "location ({}, {}) is outside lat [-90, 90], lon [-180, 180]",
-                    self.lat, self.lon
-                ),
+                format!("location ({}, {}) is outside lat [-90, 90], lon [-180, 180]", self.lat, self.lon),
             ))
         }
     }
@@ -111,19 +105,10 @@ pub const MAX_ID_LEN: usize = 128;
 /// topics and URLs).
 pub fn valid_id(id: &str) -> Result<String, Invalid> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(Invalid::new(
-            Code::InvalidId,
-            format!("id must have 1 to {MAX_ID_LEN} bytes, got {}", id.len()),
-        ));
+        return Err(Invalid::new(Code::InvalidId, format!("id must have 1 to {MAX_ID_LEN} bytes, got {}", id.len())));
     }
-    if let Some(c) = id
-        .chars()
-        .find(|c| c.is_control() || matches!(c, '/' | '+' | '#') || c.is_whitespace())
-    {
-        return Err(Invalid::new(
-            Code::InvalidId,
-            format!("id {id:?} has the character {c:?}"),
-        ));
+    if let Some(c) = id.chars().find(|c| c.is_control() || matches!(c, '/' | '+' | '#') || c.is_whitespace()) {
+        return Err(Invalid::new(Code::InvalidId, format!("id {id:?} has the character {c:?}")));
     }
     Ok(id.to_owned())
 }
@@ -136,25 +121,16 @@ pub fn check_time(
     limits: &Limits,
 ) -> Result<DateTime<FixedOffset>, Invalid> {
     let time = DateTime::parse_from_rfc3339(text).map_err(|e| {
-        Invalid::new(
-            Code::InvalidTime,
-            format!("{field} {text:?} is not an RFC 3339 time with offset: {e}"),
-        )
+        Invalid::new(Code::InvalidTime, format!("{field} {text:?} is not an RFC 3339 time with offset: {e}"))
     })?;
     if time.with_timezone(&Utc) > now + limits.max_future_skew {
         return Err(Invalid::new(
             Code::TimeInFuture,
-            format!(
-                "{field} {text} lies in the future (now is {})",
-                now.to_rfc3339()
-            ),
+            format!("{field} {text} lies in the future (now is {})", now.to_rfc3339()),
         ));
     }
     if time.with_timezone(&Utc) < limits.min_time {
-        return Err(Invalid::new(
-            Code::TimeTooOld,
-            format!("{field} {text} lies before {}", limits.min_time),
-        ));
+        return Err(Invalid::new(Code::TimeTooOld, format!("{field} {text} lies before {}", limits.min_time)));
     }
     Ok(time)
 }

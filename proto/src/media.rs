@@ -31,11 +31,7 @@ pub fn sniff(payload: &[u8], limits: &Limits) -> Result<MediaType, Invalid> {
     if payload.len() > limits.max_media_bytes {
         return Err(Invalid::new(
             Code::MediaTooLarge,
-            format!(
-                "media is {} bytes; the limit is {}",
-                payload.len(),
-                limits.max_media_bytes
-            ),
+            format!("media is {} bytes; the limit is {}", payload.len(), limits.max_media_bytes),
         ));
     }
     if payload.starts_with(&[0xFF, 0xD8, 0xFF]) {

@@ -223,10 +223,7 @@ pub fn valid_region(code: &str) -> Result<(), Invalid> {
     if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
-        Err(Invalid::new(
-            Code::InvalidRegion,
-            format!("region {code:?} is not a six-digit division code"),
-        ))
+        Err(Invalid::new(Code::InvalidRegion, format!("region {code:?} is not a six-digit division code")))
     }
 }
 
@@ -241,17 +238,12 @@ impl FieldReport {
         if payload.len() > limits.max_json_bytes {
             return Err(Invalid::new(
                 Code::PayloadTooLarge,
-                format!(
-                    "report is {} bytes; the limit is {}",
-                    payload.len(),
-                    limits.max_json_bytes
-                ),
+                format!("report is {} bytes; the limit is {}", payload.len(), limits.max_json_bytes),
             ));
         }
         let raw: RawReport = parse_json_object(payload)?;
         let id = valid_id(&raw.id)?;
-        let incident = valid_id(&raw.incident)
-            .map_err(|e| Invalid::new(e.code, format!("incident: {}", e.reason)))?;
+        let incident = valid_id(&raw.incident).map_err(|e| Invalid::new(e.code, format!("incident: {}", e.reason)))?;
         check_device(raw.device.as_deref(), topic_device)?;
         let observed_at = check_time("observed_at", &raw.observed_at, now, limits)?;
         raw.location.validate()?;
@@ -259,16 +251,13 @@ impl FieldReport {
             valid_region(region)?;
         }
         raw.figures.validate()?;
-        if let Some(text) = &raw.text {
-            if text.len() > MAX_TEXT_BYTES {
-                return Err(Invalid::new(
-                    Code::TextTooLong,
-                    format!(
-                        "text is {} bytes; the limit is {MAX_TEXT_BYTES}",
-                        text.len()
-                    ),
-                ));
-            }
+        if let Some(text) = &raw.text
+            && text.len() > MAX_TEXT_BYTES
+        {
+            return Err(Invalid::new(
+                Code::TextTooLong,
+                format!("text is {} bytes; the limit is {MAX_TEXT_BYTES}", text.len()),
+            ));
         }
         Ok(FieldReport {
             id,

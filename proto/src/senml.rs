@@ -109,11 +109,7 @@ pub fn parse_pack(
     if payload.len() > limits.max_json_bytes {
         return Err(Invalid::new(
             Code::PayloadTooLarge,
-            format!(
-                "SenML pack is {} bytes; the limit is {}",
-                payload.len(),
-                limits.max_json_bytes
-            ),
+            format!("SenML pack is {} bytes; the limit is {}", payload.len(), limits.max_json_bytes),
         ));
     }
     let records: Vec<Record> = parse_json(payload)?;
@@ -133,11 +129,7 @@ pub fn resolve(
     if records.len() > limits.max_senml_records {
         return Err(Invalid::new(
             Code::SenmlTooManyRecords,
-            format!(
-                "SenML pack has {} records; the limit is {}",
-                records.len(),
-                limits.max_senml_records
-            ),
+            format!("SenML pack has {} records; the limit is {}", records.len(), limits.max_senml_records),
         ));
     }
     let max_time_us = (now + limits.max_future_skew).timestamp_micros();
@@ -149,22 +141,16 @@ pub fn resolve(
     let mut base_sum = 0.0_f64;
     let mut out = Vec::with_capacity(records.len());
     for (index, record) in records.iter().enumerate() {
-        let at =
-            |code: Code, reason: String| Invalid::new(code, format!("record {index}: {reason}"));
-        if let Some(version) = record.bver {
-            if version != 10 {
-                return Err(at(
-                    Code::SenmlUnsupportedVersion,
-                    format!("bver {version} is not supported (10 is)"),
-                ));
-            }
+        let at = |code: Code, reason: String| Invalid::new(code, format!("record {index}: {reason}"));
+        if let Some(version) = record.bver
+            && version != 10
+        {
+            return Err(at(Code::SenmlUnsupportedVersion, format!("bver {version} is not supported (10 is)")));
         }
         if let Some(label) = record.unknown.keys().find(|label| label.ends_with('_')) {
             return Err(at(
                 Code::SenmlUnsupportedVersion,
-                format!(
-                    "{label:?} is a must-understand field (RFC 8428 §4.4) that contract v1 does not know"
-                ),
+                format!("{label:?} is a must-understand field (RFC 8428 §4.4) that contract v1 does not know"),
             ));
         }
         if let Some(bn) = &record.bn {
@@ -188,22 +174,17 @@ pub fn resolve(
             full_name.push_str(n);
         }
         if full_name.is_empty() {
-            return Err(at(
-                Code::SenmlNameMissing,
-                "no name: neither bn nor n is given".into(),
-            ));
+            return Err(at(Code::SenmlNameMissing, "no name: neither bn nor n is given".into()));
         }
         check_name(&full_name).map_err(|r| at(Code::SenmlNameInvalid, r))?;
         let (prefix, name) = split_name(&full_name);
-        if let Some(owner) = prefix {
-            if owner != topic_device {
-                return Err(at(
-                    Code::DeviceMismatch,
-                    format!(
-                        "name {full_name:?} names device {owner:?} but the topic names {topic_device:?}"
-                    ),
-                ));
-            }
+        if let Some(owner) = prefix
+            && owner != topic_device
+        {
+            return Err(at(
+                Code::DeviceMismatch,
+                format!("name {full_name:?} names device {owner:?} but the topic names {topic_device:?}"),
+            ));
         }
         if name.is_empty() {
             return Err(at(
@@ -212,8 +193,7 @@ pub fn resolve(
             ));
         }
 
-        let time = base_time
-            + finite(record.t.unwrap_or(0.0), "t").map_err(|r| at(Code::SenmlValueInvalid, r))?;
+        let time = base_time + finite(record.t.unwrap_or(0.0), "t").map_err(|r| at(Code::SenmlValueInvalid, r))?;
         if time < RELATIVE_TIME_LIMIT {
             return Err(at(
                 Code::SenmlTimeMissing,
@@ -222,41 +202,24 @@ pub fn resolve(
         }
         let time_us = (time * 1e6).round() as i64;
         if time_us > max_time_us {
-            return Err(at(
-                Code::TimeInFuture,
-                format!("time {time} lies in the future"),
-            ));
+            return Err(at(Code::TimeInFuture, format!("time {time} lies in the future")));
         }
         if time_us < min_time_us {
-            return Err(at(
-                Code::TimeTooOld,
-                format!("time {time} lies before {}", limits.min_time),
-            ));
+            return Err(at(Code::TimeTooOld, format!("time {time} lies before {}", limits.min_time)));
         }
 
         let unit = record.u.clone().or_else(|| base_unit.clone());
-        let given = [
-            record.v.is_some(),
-            record.vs.is_some(),
-            record.vb.is_some(),
-            record.vd.is_some(),
-        ]
-        .iter()
-        .filter(|x| **x)
-        .count();
+        let given = [record.v.is_some(), record.vs.is_some(), record.vb.is_some(), record.vd.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
         if given > 1 {
-            return Err(at(
-                Code::SenmlValueAmbiguous,
-                "more than one of v, vs, vb, vd".into(),
-            ));
+            return Err(at(Code::SenmlValueAmbiguous, "more than one of v, vs, vb, vd".into()));
         }
         let value = if let Some(v) = record.v {
             Some(Value::Number(
-                finite(
-                    base_value + finite(v, "v").map_err(|r| at(Code::SenmlValueInvalid, r))?,
-                    "v",
-                )
-                .map_err(|r| at(Code::SenmlValueInvalid, r))?,
+                finite(base_value + finite(v, "v").map_err(|r| at(Code::SenmlValueInvalid, r))?, "v")
+                    .map_err(|r| at(Code::SenmlValueInvalid, r))?,
             ))
         } else if let Some(vs) = &record.vs {
             if vs.len() > limits.max_json_bytes {
@@ -275,60 +238,34 @@ pub fn resolve(
         };
         let sum = match record.s {
             Some(s) => Some(
-                finite(
-                    base_sum + finite(s, "s").map_err(|r| at(Code::SenmlValueInvalid, r))?,
-                    "s",
-                )
-                .map_err(|r| at(Code::SenmlValueInvalid, r))?,
+                finite(base_sum + finite(s, "s").map_err(|r| at(Code::SenmlValueInvalid, r))?, "s")
+                    .map_err(|r| at(Code::SenmlValueInvalid, r))?,
             ),
             None => None,
         };
         if value.is_none() && sum.is_none() {
-            return Err(at(
-                Code::SenmlValueMissing,
-                format!("{name}: no value (v, vs, vb, vd) and no sum (s)"),
-            ));
+            return Err(at(Code::SenmlValueMissing, format!("{name}: no value (v, vs, vb, vd) and no sum (s)")));
         }
         check_recognised(name, unit.as_deref(), value.as_ref()).map_err(|(code, r)| at(code, r))?;
-        out.push(Reading {
-            name: name.to_owned(),
-            full_name: full_name.clone(),
-            unit,
-            value,
-            sum,
-            time_us,
-        });
+        out.push(Reading { name: name.to_owned(), full_name: full_name.clone(), unit, value, sum, time_us });
     }
     Ok(out)
 }
 
 fn finite(x: f64, what: &str) -> Result<f64, String> {
-    if x.is_finite() {
-        Ok(x)
-    } else {
-        Err(format!("{what} is not a finite number"))
-    }
+    if x.is_finite() { Ok(x) } else { Err(format!("{what} is not a finite number")) }
 }
 
 /// RFC 8428 §4.5.1: names start with a letter or digit and hold only `A-Z a-z 0-9 - : . / _`.
 fn check_name(name: &str) -> Result<(), String> {
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "name is {} bytes; the limit is {MAX_NAME_LEN}",
-            name.len()
-        ));
+        return Err(format!("name is {} bytes; the limit is {MAX_NAME_LEN}", name.len()));
     }
-    let first_ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     if !first_ok {
         return Err(format!("name {name:?} must start with a letter or digit"));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.' | '/' | '_')))
-    {
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.' | '/' | '_'))) {
         return Err(format!("name {name:?} has the character {c:?}"));
     }
     Ok(())
@@ -351,30 +288,20 @@ fn split_name(full: &str) -> (Option<&str>, &str) {
     }
 }
 
-fn check_recognised(
-    name: &str,
-    unit: Option<&str>,
-    value: Option<&Value>,
-) -> Result<(), (Code, String)> {
+fn check_recognised(name: &str, unit: Option<&str>, value: Option<&Value>) -> Result<(), (Code, String)> {
     let Some(want) = contract_unit(name) else {
         return Ok(());
     };
-    if let Some(unit) = unit {
-        if unit != want {
-            return Err((
-                Code::SenmlUnitMismatch,
-                format!("{name} must be in {want:?}, got {unit:?}"),
-            ));
-        }
+    if let Some(unit) = unit
+        && unit != want
+    {
+        return Err((Code::SenmlUnitMismatch, format!("{name} must be in {want:?}, got {unit:?}")));
     }
     let number = match value {
         None => return Ok(()),
         Some(Value::Number(x)) => *x,
         Some(_) => {
-            return Err((
-                Code::SenmlValueInvalid,
-                format!("{name} must be a number (v)"),
-            ));
+            return Err((Code::SenmlValueInvalid, format!("{name} must be a number (v)")));
         }
     };
     let range = match name {
@@ -389,13 +316,6 @@ fn check_recognised(
     if range.contains(&number) {
         Ok(())
     } else {
-        Err((
-            Code::SenmlValueInvalid,
-            format!(
-                "{name} = {number} is outside {}..={}",
-                range.start(),
-                range.end()
-            ),
-        ))
+        Err((Code::SenmlValueInvalid, format!("{name} = {number} is outside {}..={}", range.start(), range.end())))
     }
 }

@@ -36,28 +36,17 @@ impl DeviceStatus {
         limits: &Limits,
     ) -> Result<DeviceStatus, Invalid> {
         if payload.len() > limits.max_json_bytes {
-            return Err(Invalid::new(
-                Code::PayloadTooLarge,
-                format!("status is {} bytes", payload.len()),
-            ));
+            return Err(Invalid::new(Code::PayloadTooLarge, format!("status is {} bytes", payload.len())));
         }
         let raw: RawDeviceStatus = parse_json_object(payload)?;
         check_device(raw.device.as_deref(), topic_device)?;
         let at = check_time("at", &raw.at, now, limits)?;
-        if let Some(b) = raw.battery {
-            if !(b.is_finite() && (0.0..=100.0).contains(&b)) {
-                return Err(Invalid::new(
-                    Code::BatteryOutOfRange,
-                    format!("battery {b} is outside 0..=100"),
-                ));
-            }
+        if let Some(b) = raw.battery
+            && !(b.is_finite() && (0.0..=100.0).contains(&b))
+        {
+            return Err(Invalid::new(Code::BatteryOutOfRange, format!("battery {b} is outside 0..=100")));
         }
-        Ok(DeviceStatus {
-            online: raw.online,
-            battery: raw.battery,
-            at,
-            device: raw.device,
-        })
+        Ok(DeviceStatus { online: raw.online, battery: raw.battery, at, device: raw.device })
     }
 }
 

@@ -6,12 +6,8 @@ use crate::error::{Code, Invalid};
 pub const ROOT: &str = "yingji/v1";
 
 /// The field-side subscriptions through which a node takes in what devices publish (all QoS 1).
-pub const FIELD_SUBSCRIPTIONS: [&str; 4] = [
-    "yingji/v1/report/+",
-    "yingji/v1/senml/+",
-    "yingji/v1/status/+",
-    "yingji/v1/media/+/+",
-];
+pub const FIELD_SUBSCRIPTIONS: [&str; 4] =
+    ["yingji/v1/report/+", "yingji/v1/senml/+", "yingji/v1/status/+", "yingji/v1/media/+/+"];
 
 /// Team acknowledgements the node relays up to the hub (§3.7).
 pub const ACK_SUBSCRIPTION: &str = "yingji/v1/ack/+";
@@ -67,31 +63,17 @@ impl FieldTopic {
         let rest = topic
             .strip_prefix(ROOT)
             .and_then(|r| r.strip_prefix('/'))
-            .ok_or_else(|| {
-                Invalid::new(
-                    Code::InvalidTopic,
-                    format!("topic {topic:?} is not under {ROOT}/"),
-                )
-            })?;
+            .ok_or_else(|| Invalid::new(Code::InvalidTopic, format!("topic {topic:?} is not under {ROOT}/")))?;
         let levels: Vec<&str> = rest.split('/').collect();
         let parsed = match levels.as_slice() {
-            ["report", d] => FieldTopic::Report {
-                device: valid_device_id(d)?,
-            },
-            ["senml", d] => FieldTopic::Senml {
-                device: valid_device_id(d)?,
-            },
-            ["status", d] => FieldTopic::Status {
-                device: valid_device_id(d)?,
-            },
+            ["report", d] => FieldTopic::Report { device: valid_device_id(d)? },
+            ["senml", d] => FieldTopic::Senml { device: valid_device_id(d)? },
+            ["status", d] => FieldTopic::Status { device: valid_device_id(d)? },
             ["media", d, r] => FieldTopic::Media {
                 device: valid_device_id(d)?,
-                report: crate::valid_id(r)
-                    .map_err(|e| Invalid::new(Code::InvalidTopic, e.reason))?,
+                report: crate::valid_id(r).map_err(|e| Invalid::new(Code::InvalidTopic, e.reason))?,
             },
-            ["ack", t] => FieldTopic::Ack {
-                team: valid_device_id(t)?,
-            },
+            ["ack", t] => FieldTopic::Ack { team: valid_device_id(t)? },
             _ => {
                 return Err(Invalid::new(
                     Code::InvalidTopic,
@@ -134,16 +116,10 @@ pub fn valid_device_id(id: &str) -> Result<String, Invalid> {
     if id.is_empty() || id.len() > MAX_DEVICE_ID_LEN {
         return Err(Invalid::new(
             Code::InvalidDeviceId,
-            format!(
-                "device id must have 1 to {MAX_DEVICE_ID_LEN} characters, got {}",
-                id.len()
-            ),
+            format!("device id must have 1 to {MAX_DEVICE_ID_LEN} characters, got {}", id.len()),
         ));
     }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
-    {
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
         return Err(Invalid::new(
             Code::InvalidDeviceId,
             format!("device id {id:?} has the character {c:?}; only A-Z a-z 0-9 _ . - are allowed"),
@@ -159,37 +135,11 @@ mod tests {
     #[test]
     fn parses_every_field_topic() {
         let cases = [
-            (
-                "yingji/v1/report/d1",
-                Ok(FieldTopic::Report {
-                    device: "d1".into(),
-                }),
-            ),
-            (
-                "yingji/v1/senml/gauge-7",
-                Ok(FieldTopic::Senml {
-                    device: "gauge-7".into(),
-                }),
-            ),
-            (
-                "yingji/v1/status/d1",
-                Ok(FieldTopic::Status {
-                    device: "d1".into(),
-                }),
-            ),
-            (
-                "yingji/v1/media/d1/r-9",
-                Ok(FieldTopic::Media {
-                    device: "d1".into(),
-                    report: "r-9".into(),
-                }),
-            ),
-            (
-                "yingji/v1/ack/team-1",
-                Ok(FieldTopic::Ack {
-                    team: "team-1".into(),
-                }),
-            ),
+            ("yingji/v1/report/d1", Ok(FieldTopic::Report { device: "d1".into() })),
+            ("yingji/v1/senml/gauge-7", Ok(FieldTopic::Senml { device: "gauge-7".into() })),
+            ("yingji/v1/status/d1", Ok(FieldTopic::Status { device: "d1".into() })),
+            ("yingji/v1/media/d1/r-9", Ok(FieldTopic::Media { device: "d1".into(), report: "r-9".into() })),
+            ("yingji/v1/ack/team-1", Ok(FieldTopic::Ack { team: "team-1".into() })),
             ("yingji/v1/report/", Err(Code::InvalidDeviceId)),
             ("yingji/v1/report/a b", Err(Code::InvalidDeviceId)),
             ("yingji/v1/report/d1/extra", Err(Code::InvalidTopic)),

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 use yingji_node::Node;
@@ -257,13 +257,23 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// The binary built next to this test binary (`cargo test --workspace` builds it).
     pub fn binary() -> anyhow::Result<PathBuf> {
+        // Tests live in target/<profile>/deps/, binaries (and the benchmark) in target/<profile>/.
         let exe = std::env::current_exe()?;
-        let dir = exe.parent().and_then(|d| d.parent()).context("test binary has no parent dir")?;
-        let bin = dir.join(format!("yingji-node{}", std::env::consts::EXE_SUFFIX));
-        if !bin.exists() {
-            bail!("{} is missing: run the tests with `cargo test --workspace`, which builds it", bin.display());
+        let name = format!("yingji-node{}", std::env::consts::EXE_SUFFIX);
+        let mut dir = exe.parent();
+        while let Some(d) = dir {
+            if d.join(&name).exists() {
+                return Ok(d.join(&name));
+            }
+            if d.file_name().is_some_and(|n| n == "target") {
+                break;
+            }
+            dir = d.parent();
         }
-        Ok(bin)
+        bail!(
+            "{name} is missing next to {}: build it (`cargo test --workspace` and `cargo build --release --workspace` do)",
+            exe.display()
+        )
     }
 
     pub fn start(args: &[&str]) -> anyhow::Result<NodeProcess> {
@@ -275,6 +285,11 @@ impl NodeProcess {
             .stderr(if log { Stdio::inherit() } else { Stdio::null() })
             .spawn()?;
         Ok(NodeProcess { child })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no flush, no goodbye.

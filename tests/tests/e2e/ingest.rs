@@ -128,7 +128,7 @@ async fn the_shared_external_broker_carries_reports_and_rejects() {
     // The node subscribes once connected; publish until the first report is stored.
     eventually(Duration::from_secs(30), "the node to subscribe", || {
         let topic = format!("yingji/v1/report/{device}");
-        let payload = make::report("r-0", &incident, "330302", 1).iter().copied().collect::<Vec<u8>>();
+        let payload = make::report("r-0", &incident, "330302", 1).to_vec();
         let store = node.store.clone();
         let incident = incident.clone();
         let client = publisher.client.clone();

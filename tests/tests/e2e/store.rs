@@ -50,18 +50,20 @@ async fn writing_a_batch_twice_changes_nothing() {
     for kind in db_kinds() {
         let db = TestDb::new(kind).await;
         let store = Store::connect(&db.url).await.expect("connect");
-        let mut batch = Batch::default();
-        batch.reports = vec![report("d1", "r1", "330302"), report("d1", "r2", "330302"), report("d2", "r1", "330303")];
-        batch.readings = (0..1200).map(|i| reading("g1", "rain", 1_789_000_000_000_000 + i, 0.5)).collect();
-        batch.media = vec![NewMedia {
-            device: "d1".into(),
-            report_id: "r1".into(),
-            sha256: "ab".into(),
-            content_type: "image/png".into(),
-            bytes: vec![1, 2, 3],
-            received_at_ms: 1,
-        }];
-        batch.seen = vec![seen("d1", 10), seen("d2", 10), seen("g1", 10)];
+        let batch = Batch {
+            reports: vec![report("d1", "r1", "330302"), report("d1", "r2", "330302"), report("d2", "r1", "330303")],
+            readings: (0..1200).map(|i| reading("g1", "rain", 1_789_000_000_000_000 + i, 0.5)).collect(),
+            media: vec![NewMedia {
+                device: "d1".into(),
+                report_id: "r1".into(),
+                sha256: "ab".into(),
+                content_type: "image/png".into(),
+                bytes: vec![1, 2, 3],
+                received_at_ms: 1,
+            }],
+            seen: vec![seen("d1", 10), seen("d2", 10), seen("g1", 10)],
+            ..Default::default()
+        };
         let first = store.write(&batch).await.expect("first write");
         assert_eq!((first.reports, first.readings, first.media), (3, 1200, 1), "{kind:?}");
         let again = store.write(&batch).await.expect("second write");
@@ -70,9 +72,11 @@ async fn writing_a_batch_twice_changes_nothing() {
         assert_eq!((counts.reports, counts.readings, counts.media, counts.devices), (3, 1200, 1, 3), "{kind:?}");
 
         // A duplicate inside one batch is stored once too.
-        let mut dup = Batch::default();
-        dup.readings = vec![reading("g2", "rain", 5, 1.0), reading("g2", "rain", 5, 1.0)];
-        dup.seen = vec![seen("g2", 1)];
+        let dup = Batch {
+            readings: vec![reading("g2", "rain", 5, 1.0), reading("g2", "rain", 5, 1.0)],
+            seen: vec![seen("g2", 1)],
+            ..Default::default()
+        };
         assert_eq!(store.write(&dup).await.expect("dup write").readings, 1, "{kind:?}");
 
         let page = store
