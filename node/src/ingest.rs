@@ -41,6 +41,24 @@ pub struct Ingest {
     pub batch_linger: Duration,
 }
 
+/// Counters per topic kind, taken from their families once so the hot path does not allocate
+/// a label per message.
+struct KindCounters {
+    received: [prometheus_client::metrics::counter::Counter; KINDS.len()],
+    stored: [prometheus_client::metrics::counter::Counter; KINDS.len()],
+}
+
+const KINDS: [&str; 6] = ["report", "senml", "status", "media", "ack", "other"];
+
+impl KindCounters {
+    fn new(metrics: &Metrics) -> KindCounters {
+        KindCounters {
+            received: KINDS.map(|k| metrics.received.get_or_create(&Metrics::kind(k)).clone()),
+            stored: KINDS.map(|k| metrics.stored.get_or_create(&Metrics::kind(k)).clone()),
+        }
+    }
+}
+
 /// A message refused, with where its notice goes.
 struct Refused {
     device: Option<String>,
@@ -55,6 +73,7 @@ impl Ingest {
         let mut batch = Batch::default();
         let mut refused: Vec<Refused> = Vec::new();
         let mut seen: HashMap<String, Seen> = HashMap::new();
+        let counters = KindCounters::new(&self.metrics);
         loop {
             let first = tokio::select! {
                 biased;
@@ -65,7 +84,7 @@ impl Ingest {
                 },
             };
             let now = Utc::now();
-            self.accept(&first, now, &mut batch, &mut refused, &mut seen);
+            self.accept(&first, now, &counters, &mut batch, &mut refused, &mut seen);
             pending.push(first);
             let deadline = tokio::time::Instant::now() + self.batch_linger;
             while pending.len() < self.batch_max {
@@ -79,7 +98,7 @@ impl Ingest {
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 };
-                self.accept(&next, now, &mut batch, &mut refused, &mut seen);
+                self.accept(&next, now, &counters, &mut batch, &mut refused, &mut seen);
                 pending.push(next);
             }
             self.metrics.ingest_queue.set(messages.len() as i64);
@@ -90,7 +109,7 @@ impl Ingest {
                 return;
             }
             for message in pending.drain(..) {
-                self.metrics.stored.get_or_create(&Metrics::kind(kind_of(&message.topic))).inc();
+                counters.stored[kind_of(&message.topic)].inc();
                 if let Err(e) = self.client.ack(&message).await {
                     warn!(error = %e, "could not queue an acknowledgement; the broker will redeliver the message");
                 }
@@ -139,12 +158,12 @@ impl Ingest {
         &self,
         message: &Publish,
         now: chrono::DateTime<Utc>,
+        counters: &KindCounters,
         batch: &mut Batch,
         refused: &mut Vec<Refused>,
         seen: &mut HashMap<String, Seen>,
     ) {
-        let kind = kind_of(&message.topic);
-        self.metrics.received.get_or_create(&Metrics::kind(kind)).inc();
+        counters.received[kind_of(&message.topic)].inc();
         let parsed = match FieldTopic::parse(&message.topic) {
             Ok(t) => t,
             Err(invalid) => {
@@ -308,16 +327,10 @@ fn reading_row(device: &str, r: senml::Reading, registered: bool, received_at_ms
     }
 }
 
-/// The topic kind for metrics, without allocating: the third level of `yingji/v1/<kind>/...`.
-fn kind_of(topic: &str) -> &'static str {
-    match topic.split('/').nth(2) {
-        Some("report") => "report",
-        Some("senml") => "senml",
-        Some("status") => "status",
-        Some("media") => "media",
-        Some("ack") => "ack",
-        _ => "other",
-    }
+/// The topic kind for metrics, as an index into [`KINDS`]: the third level of `yingji/v1/<kind>/...`.
+fn kind_of(topic: &str) -> usize {
+    let level = topic.split('/').nth(2).unwrap_or("other");
+    KINDS.iter().position(|k| *k == level).unwrap_or(KINDS.len() - 1)
 }
 
 /// A topic level we can publish a notice under (no wildcards, not empty).

@@ -1,8 +1,6 @@
 //! Sensor readings as SenML JSON (RFC 8428), with base-field resolution (§4.6) and the
 //! contract v1 profile: every record resolves to a name, an absolute time and one value.
 
-use std::collections::BTreeMap;
-
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::Limits;
 use crate::error::{Code, Invalid, parse_json};
 
-/// One record as it appears in a pack (RFC 8428 §4.1 labels).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One record as it appears in a pack (RFC 8428 §4.1 labels). Deserialized by hand (see the
+/// `Deserialize` impl below): only from a JSON object, unknown labels skipped without
+/// allocating, and a must-understand label (ending in `_`) remembered so that it is refused.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bn: Option<String>,
@@ -43,10 +43,121 @@ pub struct Record {
     pub t: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ut: Option<f64>,
-    /// Labels this crate does not know, without their values. They are ignored, except that a
-    /// label ending in `_` must be understood (RFC 8428 §4.4), so a record with one is refused.
-    #[serde(flatten, skip_serializing)]
-    pub unknown: BTreeMap<String, serde::de::IgnoredAny>,
+    /// The first label this crate does not know that ends in `_`: such a label must be
+    /// understood (RFC 8428 §4.4), so a record with one is refused. Other unknown labels are
+    /// ignored.
+    #[serde(skip)]
+    pub must_understand: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RecordVisitor)
+    }
+}
+
+/// A record's label, matched without allocating.
+enum Label {
+    Bn,
+    Bt,
+    Bu,
+    Bv,
+    Bs,
+    Bver,
+    N,
+    U,
+    V,
+    Vs,
+    Vb,
+    Vd,
+    S,
+    T,
+    Ut,
+    MustUnderstand(String),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LabelVisitor;
+        impl serde::de::Visitor<'_> for LabelVisitor {
+            type Value = Label;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a SenML label")
+            }
+            fn visit_str<E: serde::de::Error>(self, label: &str) -> Result<Label, E> {
+                Ok(match label {
+                    "bn" => Label::Bn,
+                    "bt" => Label::Bt,
+                    "bu" => Label::Bu,
+                    "bv" => Label::Bv,
+                    "bs" => Label::Bs,
+                    "bver" => Label::Bver,
+                    "n" => Label::N,
+                    "u" => Label::U,
+                    "v" => Label::V,
+                    "vs" => Label::Vs,
+                    "vb" => Label::Vb,
+                    "vd" => Label::Vd,
+                    "s" => Label::S,
+                    "t" => Label::T,
+                    "ut" => Label::Ut,
+                    other if other.ends_with('_') => Label::MustUnderstand(other.to_owned()),
+                    _ => Label::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(LabelVisitor)
+    }
+}
+
+struct RecordVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RecordVisitor {
+    type Value = Record;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a SenML record (a JSON object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+        use serde::de::Error;
+        let mut r = Record::default();
+        // A label given twice is ambiguous: refuse it rather than guess which one counts.
+        fn set<T, E: Error>(slot: &mut Option<T>, value: T, label: &'static str) -> Result<(), E> {
+            if slot.replace(value).is_some() {
+                return Err(E::custom(format_args!("duplicate label `{label}`")));
+            }
+            Ok(())
+        }
+        while let Some(label) = map.next_key::<Label>()? {
+            match label {
+                Label::Bn => set(&mut r.bn, map.next_value()?, "bn")?,
+                Label::Bt => set(&mut r.bt, map.next_value()?, "bt")?,
+                Label::Bu => set(&mut r.bu, map.next_value()?, "bu")?,
+                Label::Bv => set(&mut r.bv, map.next_value()?, "bv")?,
+                Label::Bs => set(&mut r.bs, map.next_value()?, "bs")?,
+                Label::Bver => set(&mut r.bver, map.next_value()?, "bver")?,
+                Label::N => set(&mut r.n, map.next_value()?, "n")?,
+                Label::U => set(&mut r.u, map.next_value()?, "u")?,
+                Label::V => set(&mut r.v, map.next_value()?, "v")?,
+                Label::Vs => set(&mut r.vs, map.next_value()?, "vs")?,
+                Label::Vb => set(&mut r.vb, map.next_value()?, "vb")?,
+                Label::Vd => set(&mut r.vd, map.next_value()?, "vd")?,
+                Label::S => set(&mut r.s, map.next_value()?, "s")?,
+                Label::T => set(&mut r.t, map.next_value()?, "t")?,
+                Label::Ut => set(&mut r.ut, map.next_value()?, "ut")?,
+                Label::MustUnderstand(name) => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    r.must_understand.get_or_insert(name);
+                }
+                Label::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(r)
+    }
 }
 
 /// The value of a resolved reading.
@@ -147,7 +258,7 @@ pub fn resolve(
         {
             return Err(at(Code::SenmlUnsupportedVersion, format!("bver {version} is not supported (10 is)")));
         }
-        if let Some(label) = record.unknown.keys().find(|label| label.ends_with('_')) {
+        if let Some(label) = &record.must_understand {
             return Err(at(
                 Code::SenmlUnsupportedVersion,
                 format!("{label:?} is a must-understand field (RFC 8428 §4.4) that contract v1 does not know"),

@@ -1,6 +1,8 @@
 //! End-to-end tests of Yingji: one binary, a module per area.
 
+mod connection;
 mod crash;
 mod hostile;
 mod ingest;
+mod placement;
 mod store;
