@@ -239,7 +239,7 @@ impl Config {
             (None, None) => None,
         };
         let db = args.db.or(file.db).unwrap_or_else(|| format!("sqlite://./yingji-node-{id}.db"));
-        let batch_max = args.batch_max.or(file.batch_max).unwrap_or(2000);
+        let batch_max = args.batch_max.or(file.batch_max).unwrap_or(10_000);
         if batch_max == 0 {
             bail!("--batch-max must be at least 1");
         }

@@ -59,6 +59,14 @@ impl KindCounters {
     }
 }
 
+/// A collected batch: the rows to store, the messages to acknowledge after the commit, and the
+/// notices to send.
+struct Staged {
+    batch: Batch,
+    pending: Vec<Publish>,
+    refused: Vec<Refused>,
+}
+
 /// A message refused, with where its notice goes.
 struct Refused {
     device: Option<String>,
@@ -66,14 +74,33 @@ struct Refused {
 }
 
 impl Ingest {
-    /// Runs until `stop` is cancelled or the message channel closes. The batch in progress when
-    /// `stop` comes is committed and acknowledged first.
-    pub async fn run(self, mut messages: mpsc::UnboundedReceiver<Publish>, stop: CancellationToken) {
-        let mut pending: Vec<Publish> = Vec::with_capacity(self.batch_max);
-        let mut batch = Batch::default();
-        let mut refused: Vec<Refused> = Vec::new();
+    /// Runs until `stop` is cancelled or the message channel closes. Batches already collected
+    /// when `stop` comes are committed and acknowledged first.
+    ///
+    /// Two stages overlap: while one batch is being committed the next is collected and
+    /// validated. The committer handles batches strictly in order, so acknowledgements still go
+    /// out in the order the messages came.
+    pub async fn run(self, messages: mpsc::UnboundedReceiver<Publish>, stop: CancellationToken) {
+        let this = Arc::new(self);
+        let counters = Arc::new(KindCounters::new(&this.metrics));
+        // One batch waits while another commits: enough to overlap the stages, and the
+        // broker's in-flight window bounds what is held unacknowledged anyway.
+        let (staged_tx, staged_rx) = mpsc::channel::<Staged>(1);
+        let committer = tokio::spawn(this.clone().commit_loop(staged_rx, counters.clone(), stop.clone()));
+        this.collect_loop(messages, staged_tx, &counters, &stop).await;
+        if let Err(e) = committer.await {
+            error!(error = %e, "the commit task ended abnormally");
+        }
+    }
+
+    async fn collect_loop(
+        &self,
+        mut messages: mpsc::UnboundedReceiver<Publish>,
+        staged: mpsc::Sender<Staged>,
+        counters: &KindCounters,
+        stop: &CancellationToken,
+    ) {
         let mut seen: HashMap<String, Seen> = HashMap::new();
-        let counters = KindCounters::new(&self.metrics);
         loop {
             let first = tokio::select! {
                 biased;
@@ -84,11 +111,12 @@ impl Ingest {
                 },
             };
             let now = Utc::now();
-            self.accept(&first, now, &counters, &mut batch, &mut refused, &mut seen);
-            pending.push(first);
+            let mut next = Staged { batch: Batch::default(), pending: Vec::with_capacity(256), refused: Vec::new() };
+            self.accept(&first, now, counters, &mut next.batch, &mut next.refused, &mut seen);
+            next.pending.push(first);
             let deadline = tokio::time::Instant::now() + self.batch_linger;
-            while pending.len() < self.batch_max {
-                let next = match messages.try_recv() {
+            while next.pending.len() < self.batch_max {
+                let message = match messages.try_recv() {
                     Ok(m) => m,
                     Err(mpsc::error::TryRecvError::Empty) => {
                         match tokio::time::timeout_at(deadline, messages.recv()).await {
@@ -98,26 +126,40 @@ impl Ingest {
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 };
-                self.accept(&next, now, &counters, &mut batch, &mut refused, &mut seen);
-                pending.push(next);
+                self.accept(&message, now, counters, &mut next.batch, &mut next.refused, &mut seen);
+                next.pending.push(message);
             }
             self.metrics.ingest_queue.set(messages.len() as i64);
-            batch.seen.extend(seen.drain().map(|(_, s)| s));
+            next.batch.seen.extend(seen.drain().map(|(_, s)| s));
+            if staged.send(next).await.is_err() {
+                // The committer stopped (the database failed while stopping): what is left
+                // stays unacknowledged and the broker delivers it again.
+                break;
+            }
+        }
+    }
+
+    async fn commit_loop(
+        self: Arc<Self>,
+        mut staged: mpsc::Receiver<Staged>,
+        counters: Arc<KindCounters>,
+        stop: CancellationToken,
+    ) {
+        while let Some(Staged { batch, pending, refused }) = staged.recv().await {
             if !self.commit(&batch, pending.len(), &stop).await {
                 // Stopped while the database was failing: leave the batch unacknowledged; the
                 // broker delivers it again to the next session.
                 return;
             }
-            for message in pending.drain(..) {
+            for message in pending {
                 counters.stored[kind_of(&message.topic)].inc();
                 if let Err(e) = self.client.ack(&message).await {
                     warn!(error = %e, "could not queue an acknowledgement; the broker will redeliver the message");
                 }
             }
-            for r in refused.drain(..) {
+            for r in refused {
                 self.notify(r);
             }
-            batch.clear();
         }
     }
 

@@ -277,7 +277,12 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .pragma("cache_size", "-65536");
+                .pragma("cache_size", "-65536")
+                // Multi-row inserts keep a statement journal (to undo a half-done statement);
+                // in memory it costs no file writes.
+                .pragma("temp_store", "memory")
+                // Checkpoint the WAL in larger steps: fewer, longer writes back to the database.
+                .pragma("wal_autocheckpoint", "4000");
             // One writer connection: SQLite has one writer anyway, and a single connection
             // never meets "database is locked" between its own transactions.
             let writer = SqlitePoolOptions::new()
