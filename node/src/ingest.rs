@@ -67,6 +67,30 @@ struct Staged {
     refused: Vec<Refused>,
 }
 
+/// Whether the committer waits for a batch, and a way to wait until it does.
+#[derive(Default)]
+struct Idle {
+    flag: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Idle {
+    fn is_idle(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn set(&self, idle: bool) {
+        self.flag.store(idle, std::sync::atomic::Ordering::Release);
+        if idle {
+            self.notify.notify_one();
+        }
+    }
+
+    async fn wait(&self) {
+        self.notify.notified().await;
+    }
+}
+
 /// A message refused, with where its notice goes.
 struct Refused {
     device: Option<String>,
@@ -86,8 +110,9 @@ impl Ingest {
         // One batch waits while another commits: enough to overlap the stages, and the
         // broker's in-flight window bounds what is held unacknowledged anyway.
         let (staged_tx, staged_rx) = mpsc::channel::<Staged>(1);
-        let committer = tokio::spawn(this.clone().commit_loop(staged_rx, counters.clone(), stop.clone()));
-        this.collect_loop(messages, staged_tx, &counters, &stop).await;
+        let idle = Arc::new(Idle::default());
+        let committer = tokio::spawn(this.clone().commit_loop(staged_rx, counters.clone(), idle.clone(), stop.clone()));
+        this.collect_loop(messages, staged_tx, &counters, &idle, &stop).await;
         if let Err(e) = committer.await {
             error!(error = %e, "the commit task ended abnormally");
         }
@@ -98,6 +123,7 @@ impl Ingest {
         mut messages: mpsc::UnboundedReceiver<Publish>,
         staged: mpsc::Sender<Staged>,
         counters: &KindCounters,
+        idle: &Idle,
         stop: &CancellationToken,
     ) {
         let mut seen: HashMap<String, Seen> = HashMap::new();
@@ -115,13 +141,23 @@ impl Ingest {
             self.accept(&first, now, counters, &mut next.batch, &mut next.refused, &mut seen);
             next.pending.push(first);
             let deadline = tokio::time::Instant::now() + self.batch_linger;
+            // Ship the batch as soon as nothing more is waiting and the committer is idle (low
+            // latency when the load is light); while the committer is busy, keep collecting, up
+            // to `batch_max` or `batch_linger` (large batches when the load is heavy).
             while next.pending.len() < self.batch_max {
                 let message = match messages.try_recv() {
                     Ok(m) => m,
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        match tokio::time::timeout_at(deadline, messages.recv()).await {
-                            Ok(Some(m)) => m,
-                            _ => break,
+                        if idle.is_idle() {
+                            break;
+                        }
+                        tokio::select! {
+                            m = messages.recv() => match m {
+                                Some(m) => m,
+                                None => break,
+                            },
+                            _ = idle.wait() => break,
+                            _ = tokio::time::sleep_until(deadline) => break,
                         }
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
@@ -143,9 +179,24 @@ impl Ingest {
         self: Arc<Self>,
         mut staged: mpsc::Receiver<Staged>,
         counters: Arc<KindCounters>,
+        idle: Arc<Idle>,
         stop: CancellationToken,
     ) {
-        while let Some(Staged { batch, pending, refused }) = staged.recv().await {
+        loop {
+            let next = match staged.try_recv() {
+                Ok(next) => next,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    idle.set(true);
+                    let next = staged.recv().await;
+                    idle.set(false);
+                    match next {
+                        Some(next) => next,
+                        None => break,
+                    }
+                }
+            };
+            let Staged { batch, pending, refused } = next;
             if !self.commit(&batch, pending.len(), &stop).await {
                 // Stopped while the database was failing: leave the batch unacknowledged; the
                 // broker delivers it again to the next session.

@@ -45,7 +45,7 @@ pub fn start_embedded_broker(addr: SocketAddr) -> anyhow::Result<()> {
     let connections = rumqttd::ConnectionSettings {
         connection_timeout_ms: 60_000,
         max_payload_size: EMBEDDED_MAX_PAYLOAD,
-        max_inflight_count: 1000,
+        max_inflight_count: 20_000,
         auth: None,
         external_auth: None,
         dynamic_filters: true,
@@ -61,7 +61,7 @@ pub fn start_embedded_broker(addr: SocketAddr) -> anyhow::Result<()> {
         id: 0,
         router: rumqttd::RouterConfig {
             max_connections: 20_010,
-            max_outgoing_packet_count: 1000,
+            max_outgoing_packet_count: 5000,
             max_segment_size: 100 * 1024 * 1024,
             max_segment_count: 10,
             custom_segment: None,
