@@ -21,7 +21,6 @@ async fn main() -> std::process::ExitCode {
     let node = match yingji_node::Node::build(config).await {
         Ok(n) => n,
         Err(e) => {
-            tracing::error!("cannot start: {e:#}");
             eprintln!("yingji-node: {e:#}");
             return std::process::ExitCode::from(1);
         }
