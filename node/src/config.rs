@@ -100,6 +100,26 @@ pub struct Args {
     #[arg(long, env = "YINGJI_NODE_RECONNECT_MAX_S", value_name = "S")]
     pub reconnect_max_s: Option<u64>,
 
+    /// The hub's broker, where summarized events go up and receipts come back:
+    /// mqtt://HOST:PORT or mqtts://HOST:PORT (same CA and credentials as --mqtt).
+    /// Default: the field broker.
+    #[arg(long, env = "YINGJI_NODE_HUB_MQTT", value_name = "URL")]
+    pub hub_mqtt: Option<String>,
+
+    /// The most events sent to the hub and not yet receipted.
+    #[arg(long, env = "YINGJI_NODE_FORWARD_INFLIGHT", value_name = "N")]
+    pub forward_inflight: Option<usize>,
+
+    /// How long an event sent to the hub waits for its receipt before it is sent again, in
+    /// milliseconds; doubled per attempt up to 32 times this.
+    #[arg(long, env = "YINGJI_NODE_FORWARD_RESEND_MS", value_name = "MS")]
+    pub forward_resend_ms: Option<u64>,
+
+    /// The most events the outbox holds before it drops the oldest device-status and media
+    /// events (reports, warnings and statistics are never dropped).
+    #[arg(long, env = "YINGJI_NODE_OUTBOX_MAX", value_name = "N")]
+    pub outbox_max: Option<i64>,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `yingji_node=debug,info`.
     /// RUST_LOG, when set, wins.
     #[arg(long, env = "YINGJI_NODE_LOG", value_name = "FILTER")]
@@ -125,6 +145,10 @@ struct FileConfig {
     mqtt_inflight: Option<u16>,
     mqtt_keep_alive_s: Option<u64>,
     reconnect_max_s: Option<u64>,
+    hub_mqtt: Option<String>,
+    forward_inflight: Option<usize>,
+    forward_resend_ms: Option<u64>,
+    outbox_max: Option<i64>,
     log: Option<String>,
 }
 
@@ -194,6 +218,11 @@ pub struct Config {
     pub mqtt_inflight: u16,
     pub mqtt_keep_alive: Duration,
     pub reconnect_max: Duration,
+    /// The hub's broker; `None` means the field broker.
+    pub hub: Option<MqttUrl>,
+    pub forward_inflight: usize,
+    pub forward_resend: Duration,
+    pub outbox_max: i64,
     pub log: String,
 }
 
@@ -261,6 +290,12 @@ impl Config {
                 args.mqtt_keep_alive_s.or(file.mqtt_keep_alive_s).unwrap_or(30).max(5),
             ),
             reconnect_max: Duration::from_secs(args.reconnect_max_s.or(file.reconnect_max_s).unwrap_or(30).max(1)),
+            hub: args.hub_mqtt.or(file.hub_mqtt).map(|u| MqttUrl::parse(&u)).transpose()?,
+            forward_inflight: args.forward_inflight.or(file.forward_inflight).unwrap_or(500).max(1),
+            forward_resend: Duration::from_millis(
+                args.forward_resend_ms.or(file.forward_resend_ms).unwrap_or(2000).clamp(50, 3_600_000),
+            ),
+            outbox_max: args.outbox_max.or(file.outbox_max).unwrap_or(1_000_000).max(1),
             log: args.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
             id,
         })
@@ -282,6 +317,10 @@ impl Config {
             mqtt_inflight: 100,
             mqtt_keep_alive: Duration::from_secs(30),
             reconnect_max: Duration::from_secs(2),
+            hub: None,
+            forward_inflight: 500,
+            forward_resend: Duration::from_millis(200),
+            outbox_max: 1_000_000,
             log: "info".to_owned(),
         }
     }
@@ -362,6 +401,6 @@ mod tests {
         let file: FileConfig = toml::from_str(&uncommented).expect("every documented option is a real one");
         assert!(file.mqtt.is_some() && file.db.is_some() && file.log.is_some() && file.reconnect_max_s.is_some());
         let documented = uncommented.lines().filter(|l| l.contains(" = ") && !l.starts_with('#')).count();
-        assert_eq!(documented, 16, "docs/node.toml documents every option once");
+        assert_eq!(documented, 20, "docs/node.toml documents every option once");
     }
 }

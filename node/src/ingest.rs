@@ -31,7 +31,10 @@ use crate::store::{Batch, NewMedia, NewReading, NewReport, NewStatus, Seen, Stor
 
 /// What ingest needs.
 pub struct Ingest {
+    pub node_id: String,
     pub store: Store,
+    /// Woken after a commit that queued events for the hub.
+    pub forward: Arc<tokio::sync::Notify>,
     pub regions: Arc<Regions>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
@@ -214,13 +217,14 @@ impl Ingest {
         }
     }
 
-    /// Commits a batch, retrying with backoff while the database fails. False when stopped first.
+    /// Commits a batch with the events it gives rise to, retrying with backoff while the
+    /// database fails. False when stopped first.
     async fn commit(&self, batch: &Batch, messages: usize, stop: &CancellationToken) -> bool {
         let mut backoff = Duration::from_millis(50);
         loop {
             let started = Instant::now();
-            match self.store.write(batch).await {
-                Ok(written) => {
+            match self.store_batch(batch).await {
+                Ok((written, events)) => {
                     self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                     self.metrics.batch_messages.observe(messages as f64);
                     self.metrics.reports_new.inc_by(written.reports);
@@ -229,7 +233,10 @@ impl Ingest {
                     let offered = (batch.reports.len() + batch.readings.len() + batch.media.len()) as u64;
                     let new = written.reports + written.readings + written.media;
                     self.metrics.duplicates.inc_by(offered.saturating_sub(new));
-                    debug!(messages, new, "batch committed");
+                    if events > 0 {
+                        self.forward.notify_one();
+                    }
+                    debug!(messages, new, events, "batch committed");
                     return true;
                 }
                 Err(e) => {
@@ -244,6 +251,25 @@ impl Ingest {
                 }
             }
         }
+    }
+
+    /// One transaction: the batch's rows and the events for the hub that come from them.
+    async fn store_batch(&self, batch: &Batch) -> Result<(crate::store::Written, usize), crate::store::StoreError> {
+        let mut tx = self.store.begin().await?;
+        let inserted = tx.insert(batch).await?;
+        let mut events = Vec::with_capacity(inserted.new_reports.len() + inserted.new_media.len());
+        for &i in &inserted.new_reports {
+            events.push(crate::events::report(&self.node_id, &batch.reports[i], &self.regions));
+        }
+        for &i in &inserted.new_media {
+            let m = &batch.media[i];
+            let (region, exercise) =
+                tx.report_meta(&m.device, &m.report_id).await?.unwrap_or_else(|| (regions::UNKNOWN.to_owned(), false));
+            events.push(crate::events::media(&self.node_id, m, &region, exercise));
+        }
+        tx.enqueue(&events).await?;
+        tx.commit().await?;
+        Ok((inserted.written, events.len()))
     }
 
     /// Validates one message into the batch, or records why it is refused.

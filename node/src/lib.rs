@@ -18,6 +18,8 @@
 
 pub mod config;
 pub mod devices;
+pub mod events;
+pub mod forward;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
@@ -176,8 +178,49 @@ impl Node {
             });
         }
 
+        // The hub link: events up, receipts down, the node's retained status with its will.
+        let hub_spec = mqtt::ClientSpec {
+            client_id: format!("yingji-node-{}-hub", self.config.id),
+            url: self.config.hub.clone().unwrap_or_else(|| self.mqtt.clone()),
+            ca: self.config.mqtt_ca.clone(),
+            credentials: self.config.credentials.clone(),
+            keep_alive: self.config.mqtt_keep_alive,
+            inflight: u16::try_from(self.config.forward_inflight).unwrap_or(u16::MAX),
+            durable: false,
+            last_will: Some((yingji_proto::topic::node_status(&self.config.id), forward::status_payload(false))),
+        };
+        let (hub_client, hub_eventloop) = mqtt::client(&hub_spec, 4096)?;
+        let (receipts_tx, receipts_rx) = mpsc::unbounded_channel();
+        let (hub_links_tx, hub_links_rx) = mpsc::unbounded_channel();
+        tasks.spawn(mqtt::drive(
+            hub_eventloop,
+            "hub",
+            Some(receipts_tx),
+            hub_links_tx,
+            None,
+            self.config.reconnect_max,
+            link_stop.clone(),
+        ));
+        let wake_forwarder = Arc::new(tokio::sync::Notify::new());
+        let forwarder = forward::Forwarder {
+            node_id: self.config.id.clone(),
+            store: self.store.clone(),
+            client: hub_client.clone(),
+            metrics: self.metrics.clone(),
+            settings: forward::Settings {
+                max_inflight: self.config.forward_inflight,
+                max_outbox: self.config.outbox_max,
+                resend_after: self.config.forward_resend,
+            },
+            wake: wake_forwarder.clone(),
+        };
+        let forward_stop = CancellationToken::new();
+        let forward_task = tokio::spawn(forwarder.run(receipts_rx, hub_links_rx, forward_stop.clone()));
+
         let ingest_stop = CancellationToken::new();
         let ingest = ingest::Ingest {
+            node_id: self.config.id.clone(),
+            forward: wake_forwarder,
             store: self.store.clone(),
             regions: self.regions.clone(),
             registry: self.registry.clone(),
@@ -214,9 +257,14 @@ impl Node {
             warn!(error = %e, "ingest task ended abnormally");
         }
         // Let the event loop send the last acknowledgements, then disconnect cleanly.
-        // The disconnect request queues behind the acknowledgements, so they go out first; the
-        // event loop task ends once it has sent it.
+        forward_stop.cancel();
+        if let Err(e) = forward_task.await {
+            warn!(error = %e, "forwarder task ended abnormally");
+        }
+        // The disconnect requests queue behind the acknowledgements and the offline status, so
+        // those go out first; each event loop task ends once it has sent its disconnect.
         let _ = client.disconnect().await;
+        let _ = hub_client.disconnect().await;
         let drained = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
         if drained.is_err() {
             link_stop.cancel();

@@ -40,6 +40,14 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     pub broker_connections: Counter,
     pub ingest_queue: Gauge,
+    pub hub_connected: Gauge,
+    pub events_sent: Counter,
+    pub events_resent: Counter,
+    pub events_receipted: Counter,
+    pub events_dropped: Counter,
+    pub outbox_depth: Gauge,
+    pub outbox_oldest_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub forward_latency_seconds: Histogram,
     registry: Registry,
 }
 
@@ -61,6 +69,14 @@ impl Metrics {
         let broker_connected = Gauge::default();
         let broker_connections = Counter::default();
         let ingest_queue = Gauge::default();
+        let hub_connected = Gauge::default();
+        let events_sent = Counter::default();
+        let events_resent = Counter::default();
+        let events_receipted = Counter::default();
+        let events_dropped = Counter::default();
+        let outbox_depth = Gauge::default();
+        let outbox_oldest_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let forward_latency_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register(
             "yingji_node_messages_received",
             "MQTT messages received from devices, by topic kind",
@@ -116,6 +132,38 @@ impl Metrics {
             "Messages received and not yet stored",
             ingest_queue.clone(),
         );
+        registry.register("yingji_node_hub_connected", "1 while connected to the hub broker", hub_connected.clone());
+        registry.register(
+            "yingji_node_events_sent",
+            "Summarized events published to the hub (first sends and resends)",
+            events_sent.clone(),
+        );
+        registry.register(
+            "yingji_node_events_resent",
+            "Events published again because no receipt came in time",
+            events_resent.clone(),
+        );
+        registry.register(
+            "yingji_node_events_receipted",
+            "Events the hub receipted and the outbox forgot",
+            events_receipted.clone(),
+        );
+        registry.register(
+            "yingji_node_events_dropped",
+            "Device-status and media events dropped because the outbox was full",
+            events_dropped.clone(),
+        );
+        registry.register("yingji_node_outbox_events", "Events waiting for the hub's receipt", outbox_depth.clone());
+        registry.register(
+            "yingji_node_outbox_oldest_seconds",
+            "Age of the oldest event waiting for the hub's receipt",
+            outbox_oldest_seconds.clone(),
+        );
+        registry.register(
+            "yingji_node_forward_latency_seconds",
+            "From an event's creation (its data's commit) to its first publish to the hub",
+            forward_latency_seconds.clone(),
+        );
         Arc::new(Metrics {
             received,
             stored,
@@ -132,6 +180,14 @@ impl Metrics {
             broker_connected,
             broker_connections,
             ingest_queue,
+            hub_connected,
+            events_sent,
+            events_resent,
+            events_receipted,
+            events_dropped,
+            outbox_depth,
+            outbox_oldest_seconds,
+            forward_latency_seconds,
             registry,
         })
     }

@@ -467,3 +467,124 @@ pub mod make {
         serde_json::to_vec(&records).unwrap_or_default()
     }
 }
+
+/// A hub-side receiver for tests (not a hub): takes the nodes' events, "commits" them by id in
+/// memory, and sends each node its receipts, as the hub's intake will. It can drop every n-th
+/// event unreceipted, to show that the node's outbox resends what no receipt acknowledged.
+pub struct HubReceiver {
+    events: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, serde_json::Value>>>,
+    deliveries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: CancellationToken,
+}
+
+impl HubReceiver {
+    /// Connects to `url` and takes `yingji/v1/node/+/event`; with `drop_every = Some(n)` every
+    /// n-th delivery is neither committed nor receipted.
+    pub async fn start(url: &MqttUrl, client_id: &str, drop_every: Option<u64>) -> HubReceiver {
+        use std::sync::atomic::Ordering;
+        let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
+        options.set_max_packet_size(32 * 1024 * 1024, 32 * 1024 * 1024).set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+        let events = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let deliveries = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = CancellationToken::new();
+        let (to_receipt, mut receipts) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+        let (connected_tx, mut connected_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut subscribed_tx = Some(subscribed_tx);
+        // The event loop only hands off; subscribing and publishing happen in another task.
+        {
+            let events = events.clone();
+            let deliveries = deliveries.clone();
+            let token = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    let event = tokio::select! {
+                        _ = token.cancelled() => break,
+                        e = eventloop.poll() => e,
+                    };
+                    match event {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            let _ = connected_tx.send(());
+                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            if let Some(tx) = subscribed_tx.take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            let n = deliveries.fetch_add(1, Ordering::SeqCst) + 1;
+                            if drop_every.is_some_and(|k| n % k == 0) {
+                                continue;
+                            }
+                            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&p.payload) else { continue };
+                            let (Some(id), Some(node)) = (value["id"].as_str(), value["node"].as_str()) else {
+                                continue;
+                            };
+                            let (id, node) = (id.to_owned(), node.to_owned());
+                            if let Ok(mut map) = events.lock() {
+                                map.entry(id.clone()).or_insert(value);
+                            }
+                            let _ = to_receipt.send((node, id));
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            });
+        }
+        {
+            let token = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        c = connected_rx.recv() => {
+                            if c.is_none() { break }
+                            let _ = client.subscribe("yingji/v1/node/+/event", QoS::AtLeastOnce).await;
+                        }
+                        r = receipts.recv() => {
+                            let Some((node, id)) = r else { break };
+                            let mut by_node: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+                            by_node.entry(node).or_default().push(id);
+                            while let Ok((node, id)) = receipts.try_recv() {
+                                by_node.entry(node).or_default().push(id);
+                            }
+                            for (node, ids) in by_node {
+                                let receipt = yingji_proto::event::Receipt { ids };
+                                let payload = serde_json::to_vec(&receipt).unwrap_or_default();
+                                let _ = client.publish(yingji_proto::topic::node_receipt(&node), QoS::AtLeastOnce, false, payload).await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        tokio::time::timeout(Duration::from_secs(10), subscribed_rx)
+            .await
+            .expect("receiver subscribed")
+            .expect("receiver alive");
+        HubReceiver { events, deliveries, stop }
+    }
+
+    /// The distinct event ids committed so far.
+    pub fn ids(&self) -> std::collections::HashSet<String> {
+        self.events.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The committed events.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.events.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Deliveries including duplicates and dropped ones.
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for HubReceiver {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

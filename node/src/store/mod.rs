@@ -316,23 +316,86 @@ impl Store {
         }
     }
 
-    /// Stores a batch in one transaction. Returns only after the commit.
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            // BEGIN IMMEDIATE takes the write lock up front, so the transaction never fails
+            // half-way with "database is locked".
+            Store::Sqlite { writer, .. } => Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Stores a batch in one transaction (no events). Returns only after the commit.
     pub async fn write(&self, batch: &Batch) -> Result<Written, StoreError> {
+        let mut tx = self.begin().await?;
+        let inserted = tx.insert(batch).await?;
+        tx.commit().await?;
+        Ok(inserted.written)
+    }
+
+    /// Up to `limit` outbox events due for sending at `now_ms`: never sent, or sent and not
+    /// receipted for longer than the backoff of their attempt count (`resend_ms` doubled per
+    /// attempt, at most 32 times `resend_ms`).
+    pub async fn outbox_due(&self, now_ms: i64, resend_ms: i64, limit: i64) -> Result<Vec<Pending>, StoreError> {
         match self {
-            Store::Sqlite { writer, .. } => {
-                // BEGIN IMMEDIATE takes the write lock up front, so the transaction never fails
-                // half-way with "database is locked".
-                let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-                let written = sqlite::write(&mut tx, batch).await?;
-                tx.commit().await?;
-                Ok(written)
-            }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let written = postgres::write(&mut tx, batch).await?;
-                tx.commit().await?;
-                Ok(written)
-            }
+            Store::Sqlite { writer, .. } => sqlite::outbox_due(writer, now_ms, resend_ms, limit).await,
+            Store::Postgres(pool) => postgres::outbox_due(pool, now_ms, resend_ms, limit).await,
+        }
+    }
+
+    /// Records that these events went out at `now_ms`.
+    pub async fn outbox_sent(&self, seqs: &[i64], now_ms: i64) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Store::Sqlite { writer, .. } => sqlite::outbox_sent(writer, seqs, now_ms).await,
+            Store::Postgres(pool) => postgres::outbox_sent(pool, seqs, now_ms).await,
+        }
+    }
+
+    /// Forgets the events the hub has committed. Returns how many were still waiting.
+    pub async fn outbox_receipted(&self, ids: &[String]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        match self {
+            Store::Sqlite { writer, .. } => sqlite::outbox_receipted(writer, ids).await,
+            Store::Postgres(pool) => postgres::outbox_receipted(pool, ids).await,
+        }
+    }
+
+    /// Makes every waiting event due at once (after the hub link comes back).
+    pub async fn outbox_reset(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite { writer, .. } => sqlite::outbox_reset(writer).await,
+            Store::Postgres(pool) => postgres::outbox_reset(pool).await,
+        }
+    }
+
+    /// How many events wait, and when the oldest was made.
+    pub async fn outbox_depth(&self) -> Result<(i64, Option<i64>), StoreError> {
+        match self {
+            Store::Sqlite { reader, .. } => sqlite::outbox_depth(reader).await,
+            Store::Postgres(pool) => postgres::outbox_depth(pool).await,
+        }
+    }
+
+    /// Drops the oldest droppable events (device status, then media references) until at most
+    /// `max` wait. Reports, warnings and statistics are never dropped (statistics coalesce).
+    pub async fn outbox_trim(&self, max: i64) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite { writer, .. } => sqlite::outbox_trim(writer, max).await,
+            Store::Postgres(pool) => postgres::outbox_trim(pool, max).await,
+        }
+    }
+
+    /// The latest report of every region of an incident (the input of its statistics).
+    pub async fn latest(&self, incident: &str, exercise: bool) -> Result<Vec<LatestRow>, StoreError> {
+        match self {
+            Store::Sqlite { reader, .. } => sqlite::latest(reader, incident, exercise).await,
+            Store::Postgres(pool) => postgres::latest(pool, incident, exercise).await,
         }
     }
 
@@ -392,13 +455,118 @@ impl Store {
     }
 }
 
+/// A write transaction: insert a batch, read and update what statistics need, queue events,
+/// then commit. Dropped without `commit`, it rolls back.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    /// Inserts a batch; reports which reports and images were new.
+    pub async fn insert(&mut self, batch: &Batch) -> Result<Inserted, StoreError> {
+        match self {
+            Tx::Sqlite(tx) => sqlite::write(tx, batch).await,
+            Tx::Postgres(tx) => postgres::write(tx, batch).await,
+        }
+    }
+
+    /// Makes each row the latest of its (incident, exercise, region) if it supersedes the one
+    /// stored: later `observed_at`, then greater id, then greater device.
+    pub async fn upsert_latest(&mut self, rows: &[LatestRow]) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => sqlite::upsert_latest(tx, rows).await,
+            Tx::Postgres(tx) => postgres::upsert_latest(tx, rows).await,
+        }
+    }
+
+    /// The latest report of every region of an incident, as this transaction sees it.
+    pub async fn latest(&mut self, incident: &str, exercise: bool) -> Result<Vec<LatestRow>, StoreError> {
+        match self {
+            Tx::Sqlite(tx) => sqlite::latest(&mut **tx, incident, exercise).await,
+            Tx::Postgres(tx) => postgres::latest(&mut **tx, incident, exercise).await,
+        }
+    }
+
+    /// Queues events for the hub. An event with a coalesce key replaces the waiting events with
+    /// the same key; an id already queued is ignored.
+    pub async fn enqueue(&mut self, events: &[OutboxEvent]) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => sqlite::enqueue(tx, events).await,
+            Tx::Postgres(tx) => postgres::enqueue(tx, events).await,
+        }
+    }
+
+    /// The region and exercise flag of a stored report, if it is stored.
+    pub async fn report_meta(&mut self, device: &str, id: &str) -> Result<Option<(String, bool)>, StoreError> {
+        match self {
+            Tx::Sqlite(tx) => sqlite::report_meta(tx, device, id).await,
+            Tx::Postgres(tx) => postgres::report_meta(tx, device, id).await,
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// What a batch added.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    pub written: Written,
+    /// Indices into `batch.reports` of the reports stored for the first time.
+    pub new_reports: Vec<usize>,
+    /// Indices into `batch.media` of the images stored for the first time.
+    pub new_media: Vec<usize>,
+}
+
+/// The latest report of one (incident, exercise, region).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestRow {
+    pub incident: String,
+    pub exercise: bool,
+    pub region: String,
+    pub observed_at_ms: i64,
+    pub id: String,
+    pub device: String,
+    /// The figures as JSON.
+    pub figures: String,
+}
+
+/// An event to queue for the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    pub id: String,
+    pub kind: &'static str,
+    pub coalesce_key: Option<String>,
+    /// The event as JSON (contract v1 §3.5).
+    pub payload: String,
+    pub created_ms: i64,
+}
+
+/// An event due for sending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub seq: i64,
+    pub id: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub created_ms: i64,
+}
+
 /// The SQL of the store, written once and expanded per database.
 macro_rules! store_impl {
     ($db:ty, $pool:ty, $greatest:literal) => {
         use super::*;
 
-        pub(super) async fn write(tx: &mut sqlx::Transaction<'_, $db>, batch: &Batch) -> Result<Written, StoreError> {
+        pub(super) async fn write(tx: &mut sqlx::Transaction<'_, $db>, batch: &Batch) -> Result<Inserted, StoreError> {
             let mut written = Written::default();
+            let mut new_report_keys = std::collections::HashSet::new();
+            let mut new_media_keys = std::collections::HashSet::new();
             for chunk in batch.reports.chunks(CHUNK) {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO reports (device, id, incident, stage, hazard, observed_at, observed_at_ms, lat, lon, \
@@ -421,8 +589,10 @@ macro_rules! store_impl {
                         .push_bind(r.exercise)
                         .push_bind(r.received_at_ms);
                 });
-                q.push(" ON CONFLICT (device, id) DO NOTHING");
-                written.reports += q.build().execute(&mut **tx).await?.rows_affected();
+                q.push(" ON CONFLICT (device, id) DO NOTHING RETURNING device, id");
+                for row in q.build().fetch_all(&mut **tx).await? {
+                    new_report_keys.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
+                }
             }
             for chunk in batch.readings.chunks(CHUNK) {
                 let mut q = QueryBuilder::<$db>::new(
@@ -448,7 +618,8 @@ macro_rules! store_impl {
             for m in &batch.media {
                 let done = sqlx::query(
                     "INSERT INTO media (device, report_id, sha256, content_type, size, bytes, received_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device, report_id, sha256) DO NOTHING",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device, report_id, sha256) DO NOTHING \
+                     RETURNING sha256",
                 )
                 .bind(&m.device)
                 .bind(&m.report_id)
@@ -457,9 +628,11 @@ macro_rules! store_impl {
                 .bind(m.bytes.len() as i64)
                 .bind(&m.bytes)
                 .bind(m.received_at_ms)
-                .execute(&mut **tx)
+                .fetch_optional(&mut **tx)
                 .await?;
-                written.media += done.rows_affected();
+                if done.is_some() {
+                    new_media_keys.insert((m.device.clone(), m.report_id.clone(), m.sha256.clone()));
+                }
             }
             for chunk in batch.seen.chunks(CHUNK) {
                 let mut q = QueryBuilder::<$db>::new("INSERT INTO devices (device, registered, last_seen_ms) ");
@@ -486,7 +659,204 @@ macro_rules! store_impl {
                 .execute(&mut **tx)
                 .await?;
             }
-            Ok(written)
+            // A key inserted once counts once, even if the batch held it twice.
+            let mut new_reports = Vec::new();
+            for (i, r) in batch.reports.iter().enumerate() {
+                if new_report_keys.remove(&(r.device.clone(), r.id.clone())) {
+                    new_reports.push(i);
+                }
+            }
+            let mut new_media = Vec::new();
+            for (i, m) in batch.media.iter().enumerate() {
+                if new_media_keys.remove(&(m.device.clone(), m.report_id.clone(), m.sha256.clone())) {
+                    new_media.push(i);
+                }
+            }
+            written.reports = new_reports.len() as u64;
+            written.media = new_media.len() as u64;
+            Ok(Inserted { written, new_reports, new_media })
+        }
+
+        pub(super) async fn upsert_latest(tx: &mut sqlx::Transaction<'_, $db>, rows: &[LatestRow]) -> Result<(), StoreError> {
+            // One row per key per statement (PostgreSQL refuses to update a row twice in one
+            // statement): keep the superseding one of each key first.
+            let mut best: std::collections::BTreeMap<(&str, bool, &str), &LatestRow> = std::collections::BTreeMap::new();
+            for row in rows {
+                let key = (row.incident.as_str(), row.exercise, row.region.as_str());
+                let wins = best.get(&key).is_none_or(|b| {
+                    (row.observed_at_ms, &row.id, &row.device) > (b.observed_at_ms, &b.id, &b.device)
+                });
+                if wins {
+                    best.insert(key, row);
+                }
+            }
+            let rows: Vec<&LatestRow> = best.into_values().collect();
+            for chunk in rows.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO report_latest (incident, exercise, region, observed_at_ms, id, device, figures) ",
+                );
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(&r.incident)
+                        .push_bind(r.exercise)
+                        .push_bind(&r.region)
+                        .push_bind(r.observed_at_ms)
+                        .push_bind(&r.id)
+                        .push_bind(&r.device)
+                        .push_bind(&r.figures);
+                });
+                q.push(
+                    " ON CONFLICT (incident, exercise, region) DO UPDATE SET observed_at_ms = excluded.observed_at_ms, \
+                     id = excluded.id, device = excluded.device, figures = excluded.figures \
+                     WHERE (excluded.observed_at_ms, excluded.id, excluded.device) > \
+                     (report_latest.observed_at_ms, report_latest.id, report_latest.device)",
+                );
+                q.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+
+        pub(super) async fn latest<'e, E>(executor: E, incident: &str, exercise: bool) -> Result<Vec<LatestRow>, StoreError>
+        where
+            E: sqlx::Executor<'e, Database = $db>,
+        {
+            let rows = sqlx::query(
+                "SELECT region, observed_at_ms, id, device, figures FROM report_latest \
+                 WHERE incident = $1 AND exercise = $2 ORDER BY region",
+            )
+            .bind(incident)
+            .bind(exercise)
+            .fetch_all(executor)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(LatestRow {
+                    incident: incident.to_owned(),
+                    exercise,
+                    region: row.try_get("region")?,
+                    observed_at_ms: row.try_get("observed_at_ms")?,
+                    id: row.try_get("id")?,
+                    device: row.try_get("device")?,
+                    figures: row.try_get("figures")?,
+                });
+            }
+            Ok(out)
+        }
+
+        pub(super) async fn report_meta(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            device: &str,
+            id: &str,
+        ) -> Result<Option<(String, bool)>, StoreError> {
+            let row = sqlx::query("SELECT region, exercise FROM reports WHERE device = $1 AND id = $2")
+                .bind(device)
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            match row {
+                Some(row) => Ok(Some((row.try_get("region")?, row.try_get("exercise")?))),
+                None => Ok(None),
+            }
+        }
+
+        pub(super) async fn outbox_reset(pool: &$pool) -> Result<(), StoreError> {
+            sqlx::query("UPDATE outbox SET last_sent_ms = NULL WHERE last_sent_ms IS NOT NULL").execute(pool).await?;
+            Ok(())
+        }
+
+        pub(super) async fn enqueue(tx: &mut sqlx::Transaction<'_, $db>, events: &[OutboxEvent]) -> Result<(), StoreError> {
+            for e in events {
+                if let Some(key) = &e.coalesce_key {
+                    sqlx::query("DELETE FROM outbox WHERE coalesce_key = $1").bind(key).execute(&mut **tx).await?;
+                }
+            }
+            for chunk in events.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO outbox (id, kind, coalesce_key, payload, created_ms) ");
+                q.push_values(chunk, |mut b, e| {
+                    b.push_bind(&e.id).push_bind(e.kind).push_bind(&e.coalesce_key).push_bind(&e.payload).push_bind(e.created_ms);
+                });
+                q.push(" ON CONFLICT (id) DO NOTHING");
+                q.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+
+        pub(super) async fn outbox_due(pool: &$pool, now_ms: i64, resend_ms: i64, limit: i64) -> Result<Vec<Pending>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT seq, id, payload, attempts, created_ms FROM outbox \
+                 WHERE last_sent_ms IS NULL \
+                    OR last_sent_ms + (CASE WHEN attempts >= 5 THEN $2 * 32 ELSE ($2 << attempts) END) <= $1 \
+                 ORDER BY seq LIMIT $3",
+            )
+            .bind(now_ms)
+            .bind(resend_ms)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(Pending {
+                    seq: row.try_get("seq")?,
+                    id: row.try_get("id")?,
+                    payload: row.try_get("payload")?,
+                    attempts: i64::from(row.try_get::<i32, _>("attempts")?),
+                    created_ms: row.try_get("created_ms")?,
+                });
+            }
+            Ok(out)
+        }
+
+        pub(super) async fn outbox_sent(pool: &$pool, seqs: &[i64], now_ms: i64) -> Result<(), StoreError> {
+            for chunk in seqs.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("UPDATE outbox SET attempts = attempts + 1, last_sent_ms = ");
+                q.push_bind(now_ms).push(" WHERE seq IN (");
+                let mut list = q.separated(", ");
+                for seq in chunk {
+                    list.push_bind(*seq);
+                }
+                q.push(")");
+                q.build().execute(pool).await?;
+            }
+            Ok(())
+        }
+
+        pub(super) async fn outbox_receipted(pool: &$pool, ids: &[String]) -> Result<u64, StoreError> {
+            let mut removed = 0;
+            for chunk in ids.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("DELETE FROM outbox WHERE id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id);
+                }
+                q.push(")");
+                removed += q.build().execute(pool).await?.rows_affected();
+            }
+            Ok(removed)
+        }
+
+        pub(super) async fn outbox_depth(pool: &$pool) -> Result<(i64, Option<i64>), StoreError> {
+            let row = sqlx::query("SELECT COUNT(*) AS n, MIN(created_ms) AS oldest FROM outbox").fetch_one(pool).await?;
+            Ok((row.try_get("n")?, row.try_get("oldest")?))
+        }
+
+        pub(super) async fn outbox_trim(pool: &$pool, max: i64) -> Result<u64, StoreError> {
+            let (depth, _) = outbox_depth(pool).await?;
+            let mut over = depth - max;
+            let mut dropped = 0;
+            for kind in ["device", "media"] {
+                if over <= 0 {
+                    break;
+                }
+                let done = sqlx::query(
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = $1 ORDER BY seq LIMIT $2)",
+                )
+                .bind(kind)
+                .bind(over)
+                .execute(pool)
+                .await?;
+                over -= done.rows_affected() as i64;
+                dropped += done.rows_affected();
+            }
+            Ok(dropped)
         }
 
         pub(super) async fn reports(pool: &$pool, query: &ReportQuery) -> Result<Page<StoredReport>, StoreError> {

@@ -2,6 +2,7 @@
 
 mod connection;
 mod crash;
+mod forward;
 mod hostile;
 mod ingest;
 mod placement;

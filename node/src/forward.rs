@@ -1,0 +1,203 @@
+//! Store-and-forward to the hub: the outbox is sent to `yingji/v1/node/{id}/event` at QoS 1
+//! with a bounded number in flight, and an event leaves the outbox only when the hub's receipt
+//! (`yingji/v1/node/{id}/receipt`) names it — not on the broker's PUBACK, since a broker may
+//! drop what it queued for an absent subscriber. What stays unreceipted is sent again with
+//! backoff (2 s, 4 s, … 64 s); after the hub link comes back, everything waiting is due at once.
+//!
+//! The hub link also carries the node's retained status (`yingji/v1/node/{id}/status`), with a
+//! will message that says `online: false` when the node dies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rumqttc::{AsyncClient, Publish, QoS};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use yingji_proto::event::Receipt;
+use yingji_proto::status::NodeStatus;
+use yingji_proto::topic;
+
+use crate::metrics::Metrics;
+use crate::mqtt::Link;
+use crate::store::Store;
+
+/// The forwarder's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The most events sent and not yet receipted.
+    pub max_inflight: usize,
+    /// Past this many waiting events, device-status events and then media references are dropped
+    /// (oldest first); reports, warnings and statistics never are.
+    pub max_outbox: i64,
+    /// How long an event waits for its receipt before it is sent again; doubled per attempt up
+    /// to 32 times this.
+    pub resend_after: Duration,
+}
+
+/// The node's status message.
+pub fn status_payload(online: bool) -> Vec<u8> {
+    let status =
+        NodeStatus { online, at: Utc::now().fixed_offset(), version: Some(env!("CARGO_PKG_VERSION").to_owned()) };
+    serde_json::to_vec(&status).unwrap_or_default()
+}
+
+pub struct Forwarder {
+    pub node_id: String,
+    pub store: Store,
+    pub client: AsyncClient,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    /// Woken after every commit that queued events.
+    pub wake: Arc<Notify>,
+}
+
+impl Forwarder {
+    pub async fn run(
+        self,
+        mut receipts: mpsc::UnboundedReceiver<Publish>,
+        mut links: mpsc::UnboundedReceiver<Link>,
+        stop: CancellationToken,
+    ) {
+        let mut connected = false;
+        let mut inflight: HashMap<String, Instant> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_gauge = Instant::now() - Duration::from_secs(60);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                link = links.recv() => match link {
+                    Some(Link::Up { .. }) => {
+                        connected = true;
+                        self.metrics.hub_connected.set(1);
+                        inflight.clear();
+                        self.on_connect().await;
+                    }
+                    Some(Link::Down) => {
+                        connected = false;
+                        self.metrics.hub_connected.set(0);
+                    }
+                    Some(Link::Subscribed) => {}
+                    None => break,
+                },
+                message = receipts.recv() => match message {
+                    Some(message) => self.on_receipt(&message, &mut inflight).await,
+                    None => break,
+                },
+                _ = self.wake.notified() => {}
+                _ = tick.tick() => {}
+            }
+            if connected {
+                self.send_due(&mut inflight).await;
+            }
+            if last_gauge.elapsed() >= Duration::from_secs(1) {
+                last_gauge = Instant::now();
+                self.housekeeping().await;
+            }
+        }
+        // Say goodbye: the retained status tells the hub the node stopped on purpose.
+        let _ =
+            self.client.publish(topic::node_status(&self.node_id), QoS::AtLeastOnce, true, status_payload(false)).await;
+    }
+
+    async fn on_connect(&self) {
+        info!(node = %self.node_id, "hub link up: publishing status and resending what waits for a receipt");
+        let _ =
+            self.client.publish(topic::node_status(&self.node_id), QoS::AtLeastOnce, true, status_payload(true)).await;
+        if let Err(e) = self.client.subscribe(topic::node_receipt(&self.node_id), QoS::AtLeastOnce).await {
+            warn!(error = %e, "could not subscribe to receipts");
+        }
+        if let Err(e) = self.store.outbox_reset().await {
+            warn!(error = %e, "could not mark the outbox due");
+        }
+    }
+
+    async fn on_receipt(&self, message: &Publish, inflight: &mut HashMap<String, Instant>) {
+        let receipt: Receipt = match serde_json::from_slice(&message.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, topic = %message.topic, "a receipt that is not contract v1 JSON was ignored");
+                return;
+            }
+        };
+        for id in &receipt.ids {
+            inflight.remove(id);
+        }
+        match self.store.outbox_receipted(&receipt.ids).await {
+            Ok(n) => {
+                self.metrics.events_receipted.inc_by(n);
+            }
+            Err(e) => warn!(error = %e, "could not remove receipted events; they will be sent again"),
+        }
+    }
+
+    async fn send_due(&self, inflight: &mut HashMap<String, Instant>) {
+        // An event unreceipted after `resend_after` may be due again by the outbox's backoff;
+        // stop counting it as in flight so that the bound does not stall the link.
+        let resend_after = self.settings.resend_after;
+        inflight.retain(|_, sent| sent.elapsed() < resend_after);
+        let room = self.settings.max_inflight.saturating_sub(inflight.len());
+        if room == 0 {
+            return;
+        }
+        let now = Utc::now().timestamp_millis();
+        let due = match self.store.outbox_due(now, self.settings.resend_after.as_millis() as i64, room as i64).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "could not read the outbox");
+                return;
+            }
+        };
+        let mut sent = Vec::with_capacity(due.len());
+        for event in due {
+            if inflight.contains_key(&event.id) {
+                continue;
+            }
+            match self.client.try_publish(
+                topic::node_event(&self.node_id),
+                QoS::AtLeastOnce,
+                false,
+                event.payload.into_bytes(),
+            ) {
+                Ok(()) => {
+                    if event.attempts > 0 {
+                        self.metrics.events_resent.inc();
+                    } else {
+                        self.metrics.forward_latency_seconds.observe((now - event.created_ms).max(0) as f64 / 1000.0);
+                    }
+                    self.metrics.events_sent.inc();
+                    inflight.insert(event.id, Instant::now());
+                    sent.push(event.seq);
+                }
+                // The request queue is full: the rest waits for the next round.
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = self.store.outbox_sent(&sent, now).await {
+            warn!(error = %e, "could not record sent events; they will be sent again");
+        }
+    }
+
+    async fn housekeeping(&self) {
+        match self.store.outbox_trim(self.settings.max_outbox).await {
+            Ok(0) => {}
+            Ok(n) => {
+                self.metrics.events_dropped.inc_by(n);
+                warn!(
+                    dropped = n,
+                    max = self.settings.max_outbox,
+                    "the outbox is full: dropped the oldest device-status and media events. Check the hub link"
+                );
+            }
+            Err(e) => warn!(error = %e, "could not trim the outbox"),
+        }
+        if let Ok((depth, oldest)) = self.store.outbox_depth().await {
+            self.metrics.outbox_depth.set(depth);
+            let age = oldest.map(|o| (Utc::now().timestamp_millis() - o).max(0) as f64 / 1000.0).unwrap_or(0.0);
+            self.metrics.outbox_oldest_seconds.set(age);
+        }
+    }
+}
