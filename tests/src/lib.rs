@@ -514,7 +514,7 @@ impl HubReceiver {
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             let n = deliveries.fetch_add(1, Ordering::SeqCst) + 1;
-                            if drop_every.is_some_and(|k| n % k == 0) {
+                            if drop_every.is_some_and(|k| n.is_multiple_of(k)) {
                                 continue;
                             }
                             let Ok(value) = serde_json::from_slice::<serde_json::Value>(&p.payload) else { continue };
