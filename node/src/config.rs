@@ -120,6 +120,23 @@ pub struct Args {
     #[arg(long, env = "YINGJI_NODE_OUTBOX_MAX", value_name = "N")]
     pub outbox_max: Option<i64>,
 
+    /// How long raw readings are kept, in hours; older numeric readings live on as per-minute
+    /// and per-hour aggregates, and readings older than this are refused at ingest.
+    #[arg(long, env = "YINGJI_NODE_RAW_RETENTION_H", value_name = "HOURS")]
+    pub raw_retention_h: Option<u64>,
+
+    /// How long per-minute aggregates are kept, in days.
+    #[arg(long, env = "YINGJI_NODE_MINUTE_RETENTION_D", value_name = "DAYS")]
+    pub minute_retention_d: Option<u64>,
+
+    /// How long per-hour aggregates are kept, in days.
+    #[arg(long, env = "YINGJI_NODE_HOUR_RETENTION_D", value_name = "DAYS")]
+    pub hour_retention_d: Option<u64>,
+
+    /// How often retention runs, in seconds.
+    #[arg(long, env = "YINGJI_NODE_RETENTION_INTERVAL_S", value_name = "S")]
+    pub retention_interval_s: Option<u64>,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `yingji_node=debug,info`.
     /// RUST_LOG, when set, wins.
     #[arg(long, env = "YINGJI_NODE_LOG", value_name = "FILTER")]
@@ -149,6 +166,10 @@ struct FileConfig {
     forward_inflight: Option<usize>,
     forward_resend_ms: Option<u64>,
     outbox_max: Option<i64>,
+    raw_retention_h: Option<u64>,
+    minute_retention_d: Option<u64>,
+    hour_retention_d: Option<u64>,
+    retention_interval_s: Option<u64>,
     log: Option<String>,
 }
 
@@ -223,6 +244,10 @@ pub struct Config {
     pub forward_inflight: usize,
     pub forward_resend: Duration,
     pub outbox_max: i64,
+    pub raw_retention: Duration,
+    pub minute_retention: Duration,
+    pub hour_retention: Duration,
+    pub retention_interval: Duration,
     pub log: String,
 }
 
@@ -296,6 +321,18 @@ impl Config {
                 args.forward_resend_ms.or(file.forward_resend_ms).unwrap_or(2000).clamp(50, 3_600_000),
             ),
             outbox_max: args.outbox_max.or(file.outbox_max).unwrap_or(1_000_000).max(1),
+            raw_retention: Duration::from_secs(
+                3600 * args.raw_retention_h.or(file.raw_retention_h).unwrap_or(168).max(1),
+            ),
+            minute_retention: Duration::from_secs(
+                86_400 * args.minute_retention_d.or(file.minute_retention_d).unwrap_or(90).max(1),
+            ),
+            hour_retention: Duration::from_secs(
+                86_400 * args.hour_retention_d.or(file.hour_retention_d).unwrap_or(3650).max(1),
+            ),
+            retention_interval: Duration::from_secs(
+                args.retention_interval_s.or(file.retention_interval_s).unwrap_or(600).max(1),
+            ),
             log: args.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
             id,
         })
@@ -321,6 +358,10 @@ impl Config {
             forward_inflight: 500,
             forward_resend: Duration::from_millis(200),
             outbox_max: 1_000_000,
+            raw_retention: Duration::from_secs(168 * 3600),
+            minute_retention: Duration::from_secs(90 * 86_400),
+            hour_retention: Duration::from_secs(3650 * 86_400),
+            retention_interval: Duration::from_secs(600),
             log: "info".to_owned(),
         }
     }
@@ -401,6 +442,6 @@ mod tests {
         let file: FileConfig = toml::from_str(&uncommented).expect("every documented option is a real one");
         assert!(file.mqtt.is_some() && file.db.is_some() && file.log.is_some() && file.reconnect_max_s.is_some());
         let documented = uncommented.lines().filter(|l| l.contains(" = ") && !l.starts_with('#')).count();
-        assert_eq!(documented, 20, "docs/node.toml documents every option once");
+        assert_eq!(documented, 24, "docs/node.toml documents every option once");
     }
 }

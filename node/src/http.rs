@@ -43,6 +43,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/reports", get(reports))
         .route("/api/v1/readings", get(readings))
+        .route("/api/v1/readings/aggregates", get(aggregates))
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/media/{device}/{report}/{sha256}", get(media))
         .with_state(ctx)
@@ -153,6 +154,32 @@ async fn readings(State(ctx): State<ApiContext>, Query(p): Query<ReadingParams>)
         limit: limit(p.limit)?,
     };
     Ok(Json(ctx.store.readings(&query).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct AggregateParams {
+    device: String,
+    name: String,
+    /// `minute` (default) or `hour`.
+    resolution: Option<String>,
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn aggregates(State(ctx): State<ApiContext>, Query(p): Query<AggregateParams>) -> Result<Response, ApiError> {
+    let hourly = match p.resolution.as_deref() {
+        None | Some("minute") => false,
+        Some("hour") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("resolution {other:?} is not minute or hour"))),
+    };
+    let query = crate::store::AggregateQuery {
+        device: p.device,
+        name: p.name,
+        hourly,
+        since_us: since_ms(p.since.as_deref())?.map(|ms| ms.saturating_mul(1000)).unwrap_or(0),
+        limit: limit(p.limit)?,
+    };
+    Ok(Json(json!({ "items": ctx.store.aggregates(&query).await? })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -42,6 +42,9 @@ pub struct Ingest {
     pub limits: Limits,
     pub batch_max: usize,
     pub batch_linger: Duration,
+    /// Readings older than this are refused: retention has already folded their time into
+    /// aggregates, and counting them in again would count them twice.
+    pub raw_retention: Duration,
 }
 
 /// Counters per topic kind, taken from their families once so the hot path does not allocate
@@ -302,7 +305,19 @@ impl Ingest {
                 }
                 Err(e) => Err((peek_id(payload), e)),
             },
-            FieldTopic::Senml { .. } => match senml::parse_pack(payload, &device, now, &self.limits) {
+            FieldTopic::Senml { .. } => match senml::parse_pack(payload, &device, now, &self.limits).and_then(|r| {
+                let horizon = now.timestamp_micros().saturating_sub(self.raw_retention.as_micros() as i64);
+                match r.iter().position(|x| x.time_us < horizon) {
+                    Some(i) => Err(Invalid::new(
+                        yingji_proto::Code::TimeTooOld,
+                        format!(
+                            "record {i}: older than the {} h this node keeps raw readings",
+                            self.raw_retention.as_secs() / 3600
+                        ),
+                    )),
+                    None => Ok(r),
+                }
+            }) {
                 Ok(readings) => {
                     let registered = self.registry.contains(&device);
                     if !registered {

@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod mqtt;
 pub mod regions;
+pub mod retention;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -229,8 +230,17 @@ impl Node {
             limits: yingji_proto::Limits::default(),
             batch_max: self.config.batch_max,
             batch_linger: self.config.batch_linger,
+            raw_retention: self.config.raw_retention,
         };
         let ingest_task = tokio::spawn(ingest.run(messages_rx, ingest_stop.clone()));
+        tasks.spawn(retention::run(
+            self.store.clone(),
+            self.config.raw_retention,
+            self.config.minute_retention,
+            self.config.hour_retention,
+            self.config.retention_interval,
+            stop.clone(),
+        ));
 
         let ctx = http::ApiContext {
             node_id: self.config.id.clone(),

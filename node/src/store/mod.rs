@@ -366,6 +366,51 @@ impl Store {
         }
     }
 
+    /// Downsamples numeric readings older than the raw horizon into per-minute and per-hour
+    /// aggregates, deletes them, and deletes aggregates past their own horizons. One transaction.
+    pub async fn retain(&self, policy: &Retention) -> Result<Retained, StoreError> {
+        match self {
+            Store::Sqlite { writer, .. } => sqlite::retain(writer, policy).await,
+            Store::Postgres(pool) => {
+                let done = postgres::retain(pool, policy).await?;
+                if done.raw_deleted + done.minute_deleted + done.hour_deleted > 0 {
+                    // Make the deleted rows' space reusable now rather than at autovacuum's
+                    // leisure, so that the tables stop growing under a steady load.
+                    sqlx::query("VACUUM readings, readings_minute, readings_hour").execute(pool).await?;
+                }
+                Ok(done)
+            }
+        }
+    }
+
+    /// Per-minute or per-hour aggregates of one series.
+    pub async fn aggregates(&self, query: &AggregateQuery) -> Result<Vec<Aggregate>, StoreError> {
+        match self {
+            Store::Sqlite { reader, .. } => sqlite::aggregates(reader, query).await,
+            Store::Postgres(pool) => postgres::aggregates(pool, query).await,
+        }
+    }
+
+    /// The database's size in bytes (SQLite: pages in use after a WAL checkpoint; PostgreSQL:
+    /// the size of the node's tables).
+    pub async fn size_bytes(&self) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite { writer, .. } => {
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(writer).await?;
+                let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(writer).await?;
+                let size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(writer).await?;
+                Ok(pages * size)
+            }
+            Store::Postgres(pool) => Ok(sqlx::query_scalar(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::BIGINT FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind = 'r' AND n.nspname = current_schema()",
+            )
+            .fetch_one(pool)
+            .await?),
+        }
+    }
+
     /// Makes every waiting event due at once (after the hub link comes back).
     pub async fn outbox_reset(&self) -> Result<(), StoreError> {
         match self {
@@ -548,6 +593,46 @@ pub struct OutboxEvent {
     pub created_ms: i64,
 }
 
+/// What retention keeps: everything before these times goes (µs since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub raw_before_us: i64,
+    pub minute_before_us: i64,
+    pub hour_before_us: i64,
+}
+
+/// What one retention pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub raw_deleted: u64,
+    pub minute_buckets: u64,
+    pub minute_deleted: u64,
+    pub hour_deleted: u64,
+}
+
+/// A query of downsampled readings.
+#[derive(Debug, Clone)]
+pub struct AggregateQuery {
+    pub device: String,
+    pub name: String,
+    pub hourly: bool,
+    pub since_us: i64,
+    pub limit: i64,
+}
+
+/// One bucket of downsampled readings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Aggregate {
+    /// The bucket's start, µs since the epoch.
+    pub bucket_us: i64,
+    pub n: i64,
+    pub sum: f64,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+    pub last_time_us: i64,
+}
+
 /// An event due for sending.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
@@ -560,7 +645,7 @@ pub struct Pending {
 
 /// The SQL of the store, written once and expanded per database.
 macro_rules! store_impl {
-    ($db:ty, $pool:ty, $greatest:literal) => {
+    ($db:ty, $pool:ty, $greatest:literal, $least:literal) => {
         use super::*;
 
         pub(super) async fn write(tx: &mut sqlx::Transaction<'_, $db>, batch: &Batch) -> Result<Inserted, StoreError> {
@@ -614,6 +699,18 @@ macro_rules! store_impl {
                 });
                 q.push(" ON CONFLICT (device, name, time_us) DO NOTHING");
                 written.readings += q.build().execute(&mut **tx).await?.rows_affected();
+            }
+            // The series of this batch's readings, once each (retention walks them).
+            let series: std::collections::BTreeSet<(&str, &str)> =
+                batch.readings.iter().map(|r| (r.device.as_str(), r.name.as_str())).collect();
+            let series: Vec<(&str, &str)> = series.into_iter().collect();
+            for chunk in series.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO series (device, name) ");
+                q.push_values(chunk, |mut b, (device, name)| {
+                    b.push_bind(*device).push_bind(*name);
+                });
+                q.push(" ON CONFLICT (device, name) DO NOTHING");
+                q.build().execute(&mut **tx).await?;
             }
             for m in &batch.media {
                 let done = sqlx::query(
@@ -737,6 +834,82 @@ macro_rules! store_impl {
                     id: row.try_get("id")?,
                     device: row.try_get("device")?,
                     figures: row.try_get("figures")?,
+                });
+            }
+            Ok(out)
+        }
+
+        pub(super) async fn retain(pool: &$pool, policy: &Retention) -> Result<Retained, StoreError> {
+            let mut tx = pool.begin().await?;
+            let mut done = Retained::default();
+            for (table, width) in [("readings_minute", 60_000_000_i64), ("readings_hour", 3_600_000_000_i64)] {
+                let sql = format!(
+                    "INSERT INTO {table} (device, name, bucket_us, n, sum, min, max, last_time_us) \
+                     SELECT r.device, r.name, (r.time_us / {width}) * {width}, COUNT(*), SUM(r.value_num), \
+                            MIN(r.value_num), MAX(r.value_num), MAX(r.time_us) \
+                     FROM series s JOIN readings r ON r.device = s.device AND r.name = s.name AND r.time_us < $1 \
+                     WHERE r.value_num IS NOT NULL \
+                     GROUP BY r.device, r.name, (r.time_us / {width}) * {width} \
+                     ON CONFLICT (device, name, bucket_us) DO UPDATE SET \
+                        n = {table}.n + excluded.n, sum = {table}.sum + excluded.sum, \
+                        min = {least}({table}.min, excluded.min), max = {greatest}({table}.max, excluded.max), \
+                        last_time_us = {greatest}({table}.last_time_us, excluded.last_time_us)",
+                    least = $least,
+                    greatest = $greatest,
+                );
+                // The table names and widths above are constants of this function.
+                let affected = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(policy.raw_before_us).execute(&mut *tx).await?;
+                if table == "readings_minute" {
+                    done.minute_buckets = affected.rows_affected();
+                }
+            }
+            done.raw_deleted = sqlx::query(
+                "DELETE FROM readings WHERE time_us < $1 AND (device, name) IN (SELECT device, name FROM series)",
+            )
+            .bind(policy.raw_before_us)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            done.minute_deleted = sqlx::query("DELETE FROM readings_minute WHERE bucket_us < $1")
+                .bind(policy.minute_before_us)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            done.hour_deleted = sqlx::query("DELETE FROM readings_hour WHERE bucket_us < $1")
+                .bind(policy.hour_before_us)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(done)
+        }
+
+        pub(super) async fn aggregates(pool: &$pool, query: &AggregateQuery) -> Result<Vec<Aggregate>, StoreError> {
+            let table = if query.hourly { "readings_hour" } else { "readings_minute" };
+            let sql = format!(
+                "SELECT bucket_us, n, sum, min, max, last_time_us FROM {table} \
+                 WHERE device = $1 AND name = $2 AND bucket_us >= $3 ORDER BY bucket_us LIMIT $4"
+            );
+            // `table` is one of two constants.
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&query.device)
+                .bind(&query.name)
+                .bind(query.since_us)
+                .bind(query.limit)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let n: i64 = row.try_get("n")?;
+                let sum: f64 = row.try_get("sum")?;
+                out.push(Aggregate {
+                    bucket_us: row.try_get("bucket_us")?,
+                    n,
+                    sum,
+                    mean: if n > 0 { sum / n as f64 } else { 0.0 },
+                    min: row.try_get("min")?,
+                    max: row.try_get("max")?,
+                    last_time_us: row.try_get("last_time_us")?,
                 });
             }
             Ok(out)
@@ -1016,9 +1189,9 @@ macro_rules! store_impl {
 }
 
 mod sqlite {
-    store_impl!(Sqlite, SqlitePool, "max");
+    store_impl!(Sqlite, SqlitePool, "max", "min");
 }
 
 mod postgres {
-    store_impl!(Postgres, PgPool, "greatest");
+    store_impl!(Postgres, PgPool, "greatest", "least");
 }

@@ -6,4 +6,5 @@ mod forward;
 mod hostile;
 mod ingest;
 mod placement;
+mod retention;
 mod store;
