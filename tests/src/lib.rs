@@ -432,6 +432,12 @@ pub async fn get_json(url: &str) -> serde_json::Value {
     response.json().await.expect("JSON body")
 }
 
+/// A SenML base time an hour ago, in whole seconds: recent enough for the node's raw-reading
+/// horizon, old enough that a few thousand seconds after it are not in the future.
+pub fn recent_t0() -> f64 {
+    (chrono::Utc::now().timestamp() - 3600) as f64
+}
+
 /// Builders of valid messages.
 pub mod make {
     use serde_json::json;

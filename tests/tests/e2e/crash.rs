@@ -9,7 +9,6 @@ use yingji_tests::{
 };
 
 const MESSAGES: usize = 20_000;
-const T0: f64 = 1_780_000_000.0;
 
 fn start_node(id: &str, broker: &Mosquitto, db: &TestDb, http: u16) -> NodeProcess {
     NodeProcess::start(&[
@@ -49,6 +48,7 @@ async fn sigkill_mid_stream_loses_nothing_and_counts_nothing_twice() {
         let store = Store::connect(&db.url).await.expect("open the node's database");
 
         let url = broker.url.clone();
+        let t0 = yingji_tests::recent_t0() - MESSAGES as f64;
         let publishing = tokio::spawn(async move {
             let mut publisher = Publisher::connect(&url, "crash-publisher").await;
             // About 10,000 messages/s: fast, but slow enough that the kill lands mid-stream.
@@ -58,7 +58,7 @@ async fn sigkill_mid_stream_loses_nothing_and_counts_nothing_twice() {
                 let pack = format!(
                     r#"[{{"bn":"{device}:","n":"water_level","u":"m","v":{},"t":{}}}]"#,
                     i as f64 / 1000.0,
-                    T0 + i as f64
+                    t0 + i as f64
                 );
                 publisher.publish(format!("yingji/v1/senml/{device}"), pack.into_bytes()).await;
                 if i % 200 == 0 {

@@ -81,6 +81,7 @@ async fn hostile_messages_are_refused_and_good_ones_around_them_are_stored() {
     let mut publisher = Publisher::connect(&broker, "hostile-publisher").await;
 
     let rounds = 48;
+    let t0 = yingji_tests::recent_t0();
     let mut expected: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut accepted_hostile = 0;
     for i in 0..rounds {
@@ -93,9 +94,7 @@ async fn hostile_messages_are_refused_and_good_ones_around_them_are_stored() {
             None => accepted_hostile += 1,
         }
         publisher.publish(topic, payload).await;
-        publisher
-            .publish("yingji/v1/senml/good-gauge", make::rain_pack("good-gauge", 1_780_000_000.0 + i as f64 * 10.0, 3))
-            .await;
+        publisher.publish("yingji/v1/senml/good-gauge", make::rain_pack("good-gauge", t0 + i as f64 * 10.0, 3)).await;
     }
     publisher.wait_acked(Duration::from_secs(60)).await;
 

@@ -12,7 +12,6 @@ use yingji_tests::{
 const REPORTS: usize = 1_000;
 const PACKS: usize = 2_000;
 const PER_PACK: usize = 5; // 10,000 readings
-const T0: f64 = 1_780_000_000.0;
 
 /// Publishes 1,000 reports and 10,000 readings, checks the rows, then publishes everything
 /// again in another order and checks that nothing changed.
@@ -29,10 +28,11 @@ async fn exact_rows(broker: &MqttUrl, db: &TestDb, label: &str) {
             )
         })
         .collect();
+    let t0 = yingji_tests::recent_t0();
     let packs: Vec<(String, Vec<u8>)> = (0..PACKS)
         .map(|i| {
             let device = format!("gauge-{}", i % 100);
-            let t0 = T0 + (i / 100 * PER_PACK) as f64;
+            let t0 = t0 + (i / 100 * PER_PACK) as f64;
             (format!("yingji/v1/senml/{device}"), make::rain_pack(&device, t0, PER_PACK))
         })
         .collect();

@@ -49,9 +49,9 @@ async fn reports_are_placed_and_unregistered_readings_flagged() {
     publisher.publish("yingji/v1/report/u1", report_at("in-county", 27.5, 120.5)).await;
     publisher.publish("yingji/v1/report/u1", report_at("in-prefecture", 28.5, 120.5)).await;
     publisher.publish("yingji/v1/report/u1", report_at("outside", 10.0, 10.0)).await;
-    let pack = |device: &str| {
-        format!(r#"[{{"bn":"{device}:","bt":1780000000,"n":"water_level","u":"m","v":4.1}}]"#).into_bytes()
-    };
+    let t0 = yingji_tests::recent_t0();
+    let pack =
+        |device: &str| format!(r#"[{{"bn":"{device}:","bt":{t0},"n":"water_level","u":"m","v":4.1}}]"#).into_bytes();
     publisher.publish("yingji/v1/senml/known-gauge", pack("known-gauge")).await;
     publisher.publish("yingji/v1/senml/stray-gauge", pack("stray-gauge")).await;
     publisher.wait_acked(Duration::from_secs(30)).await;
