@@ -110,3 +110,86 @@ pub fn media(node: &str, m: &NewMedia, region: &str, exercise: bool) -> OutboxEv
         None,
     )
 }
+
+/// The division hierarchy a node rolls statistics up by: the regions file where it knows a
+/// code, the shape of the GB/T 2260 code elsewhere (a county's prefecture is its first four
+/// digits and `00`), so that reports naming divisions missing from the file still add up.
+pub struct NodeHierarchy<'a>(pub &'a Regions);
+
+impl crate::stats::Hierarchy for NodeHierarchy<'_> {
+    fn parent(&self, code: &str) -> Option<String> {
+        match self.0.get(code) {
+            Some(d) => d.parent.clone(),
+            None => crate::stats::CodeHierarchy.parent(code),
+        }
+    }
+}
+
+/// Turns stored latest-report rows into statistics facts.
+pub fn facts(rows: &[crate::store::LatestRow]) -> Vec<crate::stats::Fact> {
+    rows.iter()
+        .map(|r| crate::stats::Fact {
+            incident: r.incident.clone(),
+            region: r.region.clone(),
+            device: r.device.clone(),
+            id: r.id.clone(),
+            observed_at_ms: r.observed_at_ms,
+            figures: serde_json::from_str(&r.figures).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Totals per division of one incident from its facts, as they stood at `at_ms` (all when
+/// `None`).
+pub fn totals(
+    facts: &[crate::stats::Fact],
+    at_ms: Option<i64>,
+    regions: &Regions,
+) -> std::collections::BTreeMap<String, crate::stats::DivisionTotals> {
+    let latest = crate::stats::latest(facts, at_ms);
+    crate::stats::rollup(&latest, &NodeHierarchy(regions))
+}
+
+/// Statistics snapshots of the divisions touched by `changed_regions` (each region and its
+/// ancestors), one event per division, coalescing with any unreceipted snapshot of the same
+/// (incident, exercise, division).
+pub fn stats(
+    node: &str,
+    incident: &str,
+    exercise: bool,
+    rows: &[crate::store::LatestRow],
+    changed_regions: &std::collections::BTreeSet<String>,
+    regions: &Regions,
+) -> Vec<OutboxEvent> {
+    let by_division = totals(&facts(rows), None, regions);
+    let hierarchy = NodeHierarchy(regions);
+    let mut touched = std::collections::BTreeSet::new();
+    for region in changed_regions {
+        touched.extend(crate::stats::lineage(&hierarchy, region));
+    }
+    let now = Utc::now().timestamp_millis();
+    touched
+        .into_iter()
+        .filter_map(|division| by_division.get(&division))
+        .map(|d| {
+            let body = json!({
+                "division": d.division,
+                "level": d.level,
+                "totals": d.totals,
+                "reporting_regions": d.reporting_regions,
+                "last_observed_at": at(d.last_observed_at_ms).to_rfc3339(),
+            });
+            event(
+                node,
+                format!("{node}:stats:{}", uuid::Uuid::now_v7().simple()),
+                EventKind::Stats,
+                now,
+                exercise,
+                &d.division,
+                Some(incident),
+                body,
+                Some(format!("stats:{incident}:{exercise}:{}", d.division)),
+            )
+        })
+        .collect()
+}

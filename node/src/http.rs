@@ -32,6 +32,7 @@ pub struct ApiContext {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
+    pub regions: Arc<crate::regions::Regions>,
     pub broker_up: Arc<AtomicBool>,
     /// True once the broker has granted the field subscriptions on the current connection.
     pub subscribed: Arc<AtomicBool>,
@@ -45,6 +46,9 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/readings", get(readings))
         .route("/api/v1/readings/aggregates", get(aggregates))
         .route("/api/v1/devices", get(devices))
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/incidents/{incident}/discipline", get(discipline))
         .route("/api/v1/media/{device}/{report}/{sha256}", get(media))
         .with_state(ctx)
 }
@@ -180,6 +184,64 @@ async fn aggregates(State(ctx): State<ApiContext>, Query(p): Query<AggregatePara
         limit: limit(p.limit)?,
     };
     Ok(Json(json!({ "items": ctx.store.aggregates(&query).await? })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsParams {
+    incident: String,
+    /// Only this division and the divisions inside it.
+    region: Option<String>,
+    /// Statistics as they stood at this RFC 3339 time (reports observed up to it).
+    at: Option<String>,
+    /// Drill statistics instead of real ones (never mixed).
+    #[serde(default)]
+    exercise: bool,
+}
+
+async fn stats(State(ctx): State<ApiContext>, Query(p): Query<StatsParams>) -> Result<Response, ApiError> {
+    let at_ms = since_ms(p.at.as_deref())?;
+    let rows = match at_ms {
+        None => ctx.store.latest(&p.incident, p.exercise).await?,
+        Some(at) => ctx.store.facts(&p.incident, p.exercise, at).await?,
+    };
+    let all = crate::events::totals(&crate::events::facts(&rows), at_ms, &ctx.regions);
+    let hierarchy = crate::events::NodeHierarchy(&ctx.regions);
+    let divisions: Vec<_> = all
+        .into_values()
+        .filter(|d| match &p.region {
+            None => true,
+            Some(r) => crate::stats::lineage(&hierarchy, &d.division).contains(r),
+        })
+        .collect();
+    Ok(Json(json!({
+        "incident": p.incident,
+        "exercise": p.exercise,
+        "at": p.at,
+        "divisions": divisions,
+    }))
+    .into_response())
+}
+
+async fn incidents(State(ctx): State<ApiContext>) -> Result<Response, ApiError> {
+    let list = ctx.store.incidents().await?;
+    Ok(Json(json!({ "items": list })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct DisciplineParams {
+    #[serde(default)]
+    exercise: bool,
+}
+
+async fn discipline(
+    State(ctx): State<ApiContext>,
+    Path(incident): Path<String>,
+    Query(p): Query<DisciplineParams>,
+) -> Result<Response, ApiError> {
+    let filings = ctx.store.filings(&incident, p.exercise).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let duties = crate::discipline::from_filings(&filings, now);
+    Ok(Json(json!({ "incident": incident, "exercise": p.exercise, "divisions": duties })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -264,6 +264,27 @@ impl Ingest {
         for &i in &inserted.new_reports {
             events.push(crate::events::report(&self.node_id, &batch.reports[i], &self.regions));
         }
+        // Statistics: the store made the new reports compete for latest of their region; the
+        // divisions they touch get a fresh snapshot.
+        if !inserted.new_reports.is_empty() {
+            let rows: Vec<&NewReport> = inserted.new_reports.iter().map(|&i| &batch.reports[i]).collect();
+            let mut touched: std::collections::BTreeMap<(String, bool), std::collections::BTreeSet<String>> =
+                std::collections::BTreeMap::new();
+            for row in &rows {
+                touched.entry((row.incident.clone(), row.exercise)).or_default().insert(row.region.clone());
+            }
+            for ((incident, exercise), changed) in touched {
+                let latest = tx.latest(&incident, exercise).await?;
+                events.extend(crate::events::stats(
+                    &self.node_id,
+                    &incident,
+                    exercise,
+                    &latest,
+                    &changed,
+                    &self.regions,
+                ));
+            }
+        }
         for &i in &inserted.new_media {
             let m = &batch.media[i];
             let (region, exercise) =

@@ -10,6 +10,13 @@
 //! - [`devices`]: the device registry.
 //! - [`http`]: `/healthz`, `/metrics`, `/api/v1/...`.
 //! - [`metrics`]: the Prometheus metrics.
+//! - [`monitor`]: sensor windows, rainstorm and flood warnings, offline stations (pure).
+//! - [`stats`]: disaster statistics: the report that counts per region, roll-up to divisions
+//!   (pure).
+//! - [`discipline`]: reporting discipline: initial, daily update and final report on time or
+//!   late (pure).
+//! - [`events`]: the summarized events sent to the hub; [`forward`]: the outbox's forwarder.
+//! - [`retention`]: raw readings into aggregates, and expiry.
 //!
 //! Startup is build-then-run: [`Node::build`] opens everything that can fail (database, files,
 //! broker, HTTP port) and reports it at once; [`Node::run_until_stopped`] runs the tasks until
@@ -18,14 +25,17 @@
 
 pub mod config;
 pub mod devices;
+pub mod discipline;
 pub mod events;
 pub mod forward;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod monitor;
 pub mod mqtt;
 pub mod regions;
 pub mod retention;
+pub mod stats;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -247,6 +257,7 @@ impl Node {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             registry: self.registry.clone(),
+            regions: self.regions.clone(),
             broker_up,
             subscribed,
         };

@@ -578,6 +578,14 @@ impl HubReceiver {
         self.events.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
 
+    /// The distinct ids of committed events of one kind (`report`, `stats`, ...).
+    pub fn ids_of(&self, kind: &str) -> std::collections::HashSet<String> {
+        self.events
+            .lock()
+            .map(|m| m.iter().filter(|(_, e)| e["kind"] == kind).map(|(id, _)| id.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// The committed events.
     pub fn events(&self) -> Vec<serde_json::Value> {
         self.events.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()

@@ -411,6 +411,31 @@ impl Store {
         }
     }
 
+    /// Every report of an incident observed at or before `at_ms` (for statistics as they stood
+    /// at a past time).
+    pub async fn facts(&self, incident: &str, exercise: bool, at_ms: i64) -> Result<Vec<LatestRow>, StoreError> {
+        match self {
+            Store::Sqlite { reader, .. } => sqlite::facts(reader, incident, exercise, at_ms).await,
+            Store::Postgres(pool) => postgres::facts(pool, incident, exercise, at_ms).await,
+        }
+    }
+
+    /// When each region of an incident filed which stage (for reporting discipline).
+    pub async fn filings(&self, incident: &str, exercise: bool) -> Result<Vec<Filing>, StoreError> {
+        match self {
+            Store::Sqlite { reader, .. } => sqlite::filings(reader, incident, exercise).await,
+            Store::Postgres(pool) => postgres::filings(pool, incident, exercise).await,
+        }
+    }
+
+    /// Every incident with its hazard, stage, first and last report and regions affected.
+    pub async fn incidents(&self) -> Result<Vec<IncidentSummary>, StoreError> {
+        match self {
+            Store::Sqlite { reader, .. } => sqlite::incidents(reader).await,
+            Store::Postgres(pool) => postgres::incidents(pool).await,
+        }
+    }
+
     /// Makes every waiting event due at once (after the hub link comes back).
     pub async fn outbox_reset(&self) -> Result<(), StoreError> {
         match self {
@@ -508,20 +533,13 @@ pub enum Tx {
 }
 
 impl Tx {
-    /// Inserts a batch; reports which reports and images were new.
+    /// Inserts a batch; reports which reports and images were new. Each new report competes to
+    /// be the latest of its (incident, exercise, region): later `observed_at`, then greater id,
+    /// then greater device.
     pub async fn insert(&mut self, batch: &Batch) -> Result<Inserted, StoreError> {
         match self {
             Tx::Sqlite(tx) => sqlite::write(tx, batch).await,
             Tx::Postgres(tx) => postgres::write(tx, batch).await,
-        }
-    }
-
-    /// Makes each row the latest of its (incident, exercise, region) if it supersedes the one
-    /// stored: later `observed_at`, then greater id, then greater device.
-    pub async fn upsert_latest(&mut self, rows: &[LatestRow]) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(tx) => sqlite::upsert_latest(tx, rows).await,
-            Tx::Postgres(tx) => postgres::upsert_latest(tx, rows).await,
         }
     }
 
@@ -591,6 +609,31 @@ pub struct OutboxEvent {
     /// The event as JSON (contract v1 §3.5).
     pub payload: String,
     pub created_ms: i64,
+}
+
+/// One report's filing, for reporting discipline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filing {
+    pub region: String,
+    pub stage: String,
+    pub received_at_ms: i64,
+    pub observed_at_ms: i64,
+}
+
+/// An incident as the node knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IncidentSummary {
+    pub incident: String,
+    pub exercise: bool,
+    /// The hazard of its latest report.
+    pub hazard: String,
+    /// The stage of its latest report.
+    pub stage: String,
+    pub first_observed_ms: i64,
+    pub last_observed_ms: i64,
+    pub reports: i64,
+    /// Divisions that filed reports.
+    pub regions: i64,
 }
 
 /// What retention keeps: everything before these times goes (µs since the epoch).
@@ -771,6 +814,23 @@ macro_rules! store_impl {
             }
             written.reports = new_reports.len() as u64;
             written.media = new_media.len() as u64;
+            // Each new report competes to be the latest of its (incident, exercise, region).
+            let latest: Vec<LatestRow> = new_reports
+                .iter()
+                .map(|&i| {
+                    let r = &batch.reports[i];
+                    LatestRow {
+                        incident: r.incident.clone(),
+                        exercise: r.exercise,
+                        region: r.region.clone(),
+                        observed_at_ms: r.observed_at_ms,
+                        id: r.id.clone(),
+                        device: r.device.clone(),
+                        figures: r.figures.clone(),
+                    }
+                })
+                .collect();
+            upsert_latest(tx, &latest).await?;
             Ok(Inserted { written, new_reports, new_media })
         }
 
@@ -910,6 +970,80 @@ macro_rules! store_impl {
                     min: row.try_get("min")?,
                     max: row.try_get("max")?,
                     last_time_us: row.try_get("last_time_us")?,
+                });
+            }
+            Ok(out)
+        }
+
+        pub(super) async fn facts(pool: &$pool, incident: &str, exercise: bool, at_ms: i64) -> Result<Vec<LatestRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT region, observed_at_ms, id, device, figures FROM reports \
+                 WHERE incident = $1 AND exercise = $2 AND observed_at_ms <= $3",
+            )
+            .bind(incident)
+            .bind(exercise)
+            .bind(at_ms)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(LatestRow {
+                    incident: incident.to_owned(),
+                    exercise,
+                    region: row.try_get("region")?,
+                    observed_at_ms: row.try_get("observed_at_ms")?,
+                    id: row.try_get("id")?,
+                    device: row.try_get("device")?,
+                    figures: row.try_get("figures")?,
+                });
+            }
+            Ok(out)
+        }
+
+        pub(super) async fn filings(pool: &$pool, incident: &str, exercise: bool) -> Result<Vec<Filing>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT region, stage, received_at_ms, observed_at_ms FROM reports \
+                 WHERE incident = $1 AND exercise = $2 ORDER BY received_at_ms",
+            )
+            .bind(incident)
+            .bind(exercise)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(Filing {
+                    region: row.try_get("region")?,
+                    stage: row.try_get("stage")?,
+                    received_at_ms: row.try_get("received_at_ms")?,
+                    observed_at_ms: row.try_get("observed_at_ms")?,
+                });
+            }
+            Ok(out)
+        }
+
+        pub(super) async fn incidents(pool: &$pool) -> Result<Vec<IncidentSummary>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT r.incident, r.exercise, MIN(r.observed_at_ms) AS first_ms, MAX(r.observed_at_ms) AS last_ms, \
+                        COUNT(*) AS reports, COUNT(DISTINCT r.region) AS regions, \
+                        (SELECT x.hazard FROM reports x WHERE x.incident = r.incident AND x.exercise = r.exercise \
+                         ORDER BY x.observed_at_ms DESC, x.id DESC LIMIT 1) AS hazard, \
+                        (SELECT x.stage FROM reports x WHERE x.incident = r.incident AND x.exercise = r.exercise \
+                         ORDER BY x.observed_at_ms DESC, x.id DESC LIMIT 1) AS stage \
+                 FROM reports r GROUP BY r.incident, r.exercise ORDER BY MAX(r.observed_at_ms) DESC",
+            )
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(IncidentSummary {
+                    incident: row.try_get("incident")?,
+                    exercise: row.try_get("exercise")?,
+                    hazard: row.try_get("hazard")?,
+                    stage: row.try_get("stage")?,
+                    first_observed_ms: row.try_get("first_ms")?,
+                    last_observed_ms: row.try_get("last_ms")?,
+                    reports: row.try_get("reports")?,
+                    regions: row.try_get("regions")?,
                 });
             }
             Ok(out)

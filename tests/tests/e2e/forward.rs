@@ -47,11 +47,11 @@ async fn every_report_reaches_the_hub_once_even_when_every_third_is_dropped() {
     publisher.wait_acked(Duration::from_secs(30)).await;
     let want = report_event_ids("fwd-drop", "unit-1", 300);
     eventually(Duration::from_secs(60), "all 300 report events despite drops", || async {
-        let ids = receiver.ids();
+        let ids = receiver.ids_of("report");
         (ids.len() >= 300).then_some(())
     })
     .await;
-    assert_eq!(receiver.ids(), want, "exactly the report events, once each by id");
+    assert_eq!(receiver.ids_of("report"), want, "exactly the report events, once each by id");
     assert!(receiver.deliveries() > 300, "some deliveries were dropped and sent again");
     outbox_empty(&node).await;
     let one = receiver.events().into_iter().find(|e| e["id"] == "fwd-drop:report:unit-1:r-7").expect("r-7");
@@ -98,13 +98,13 @@ async fn a_hub_broker_outage_of_30_s_loses_nothing() {
     let receiver_again = HubReceiver::start(&hub.url, "hub-outage-2", None).await;
     let want = report_event_ids("fwd-outage", "unit-2", 5000);
     eventually(Duration::from_secs(60), "all 5,000 report events after the outage", || async {
-        let mut ids = receiver.ids();
-        ids.extend(receiver_again.ids());
+        let mut ids = receiver.ids_of("report");
+        ids.extend(receiver_again.ids_of("report"));
         (ids.len() >= 5000).then_some(())
     })
     .await;
-    let mut ids = receiver.ids();
-    ids.extend(receiver_again.ids());
+    let mut ids = receiver.ids_of("report");
+    ids.extend(receiver_again.ids_of("report"));
     assert_eq!(ids, want, "every event exactly once by id");
     outbox_empty(&node).await;
     node.shutdown().await;
@@ -150,9 +150,12 @@ async fn a_node_killed_with_a_full_outbox_sends_it_after_restart() {
     publish_reports(&mut publisher, "unit-3", 0..1000).await;
     publisher.wait_acked(Duration::from_secs(30)).await;
     let metrics = format!("http://127.0.0.1:{http}/metrics");
-    eventually(Duration::from_secs(30), "1,000 events in the outbox", || async {
+    eventually(Duration::from_secs(30), "1,000 reports stored, their events in the outbox", || async {
         let text = reqwest::get(&metrics).await.ok()?.text().await.ok()?;
-        (crate::ingest::metric(&text, "yingji_node_outbox_events")? == 1000.0).then_some(())
+        let stored = crate::ingest::metric(&text, "yingji_node_reports_new_total")?;
+        // 1,000 report events and the statistics snapshots of their divisions.
+        let waiting = crate::ingest::metric(&text, "yingji_node_outbox_events")?;
+        (stored == 1000.0 && waiting >= 1000.0).then_some(())
     })
     .await;
     node.kill();
@@ -162,8 +165,8 @@ async fn a_node_killed_with_a_full_outbox_sends_it_after_restart() {
     let _node = start(args(http));
     let want = report_event_ids("fwd-kill", "unit-3", 1000);
     eventually(Duration::from_secs(60), "all 1,000 events after the restart", || async {
-        (receiver.ids().len() >= 1000).then_some(())
+        (receiver.ids_of("report").len() >= 1000).then_some(())
     })
     .await;
-    assert_eq!(receiver.ids(), want);
+    assert_eq!(receiver.ids_of("report"), want);
 }

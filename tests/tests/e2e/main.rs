@@ -7,4 +7,5 @@ mod hostile;
 mod ingest;
 mod placement;
 mod retention;
+mod stats;
 mod store;
