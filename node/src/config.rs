@@ -120,6 +120,16 @@ pub struct Args {
     #[arg(long, env = "YINGJI_NODE_OUTBOX_MAX", value_name = "N")]
     pub outbox_max: Option<i64>,
 
+    /// Warning thresholds (TOML; see docs/thresholds.toml). Default: the national rainstorm and
+    /// flood signals.
+    #[arg(long, env = "YINGJI_NODE_THRESHOLDS", value_name = "FILE")]
+    pub thresholds: Option<PathBuf>,
+
+    /// Watch the stations (rain windows, water levels, silence) and the reporting units
+    /// (overdue reports): `true` or `false`.
+    #[arg(long, env = "YINGJI_NODE_MONITOR", value_name = "BOOL")]
+    pub monitor: Option<bool>,
+
     /// How long raw readings are kept, in hours; older numeric readings live on as per-minute
     /// and per-hour aggregates, and readings older than this are refused at ingest.
     #[arg(long, env = "YINGJI_NODE_RAW_RETENTION_H", value_name = "HOURS")]
@@ -166,6 +176,8 @@ struct FileConfig {
     forward_inflight: Option<usize>,
     forward_resend_ms: Option<u64>,
     outbox_max: Option<i64>,
+    thresholds: Option<PathBuf>,
+    monitor: Option<bool>,
     raw_retention_h: Option<u64>,
     minute_retention_d: Option<u64>,
     hour_retention_d: Option<u64>,
@@ -244,6 +256,8 @@ pub struct Config {
     pub forward_inflight: usize,
     pub forward_resend: Duration,
     pub outbox_max: i64,
+    pub thresholds: Option<PathBuf>,
+    pub monitor: bool,
     pub raw_retention: Duration,
     pub minute_retention: Duration,
     pub hour_retention: Duration,
@@ -321,6 +335,8 @@ impl Config {
                 args.forward_resend_ms.or(file.forward_resend_ms).unwrap_or(2000).clamp(50, 3_600_000),
             ),
             outbox_max: args.outbox_max.or(file.outbox_max).unwrap_or(1_000_000).max(1),
+            thresholds: args.thresholds.or(file.thresholds),
+            monitor: args.monitor.or(file.monitor).unwrap_or(true),
             raw_retention: Duration::from_secs(
                 3600 * args.raw_retention_h.or(file.raw_retention_h).unwrap_or(168).max(1),
             ),
@@ -358,6 +374,8 @@ impl Config {
             forward_inflight: 500,
             forward_resend: Duration::from_millis(200),
             outbox_max: 1_000_000,
+            thresholds: None,
+            monitor: true,
             raw_retention: Duration::from_secs(168 * 3600),
             minute_retention: Duration::from_secs(90 * 86_400),
             hour_retention: Duration::from_secs(3650 * 86_400),
@@ -442,6 +460,6 @@ mod tests {
         let file: FileConfig = toml::from_str(&uncommented).expect("every documented option is a real one");
         assert!(file.mqtt.is_some() && file.db.is_some() && file.log.is_some() && file.reconnect_max_s.is_some());
         let documented = uncommented.lines().filter(|l| l.contains(" = ") && !l.starts_with('#')).count();
-        assert_eq!(documented, 24, "docs/node.toml documents every option once");
+        assert_eq!(documented, 26, "docs/node.toml documents every option once");
     }
 }

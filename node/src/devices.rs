@@ -1,7 +1,7 @@
 //! The device registry: the node's stations with their location and water-level lines.
 //!
-//! Loaded from CSV (`id,kind,name,lat,lon,region,warning_level,guarantee_level`, header
-//! required, the last three columns may be empty) or from GeoJSON (Point features with the same
+//! Loaded from CSV (`id,kind,name,lat,lon,region,warning_level,guarantee_level`, optionally
+//! followed by `historic_max,interval_s`; header required, the columns after `lon` may be empty) or from GeoJSON (Point features with the same
 //! properties). A reading from a device that is not in the registry is still kept, flagged as
 //! unregistered and counted.
 
@@ -28,6 +28,13 @@ pub struct Device {
     /// 保证水位, metres, for water-level gauges.
     #[serde(default)]
     pub guarantee_level: Option<f64>,
+    /// The highest level ever recorded at the gauge, metres (the red flood signal).
+    #[serde(default)]
+    pub historic_max: Option<f64>,
+    /// How often the station reports, seconds; it goes offline after a configured multiple of
+    /// this without a word.
+    #[serde(default)]
+    pub interval_s: Option<f64>,
 }
 
 /// All registered devices by id.

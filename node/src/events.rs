@@ -10,7 +10,7 @@ use yingji_proto::event::{Event, EventKind};
 use crate::regions::Regions;
 use crate::store::{NewMedia, NewReport, OutboxEvent};
 
-fn at(ms: i64) -> DateTime<chrono::FixedOffset> {
+pub fn at(ms: i64) -> DateTime<chrono::FixedOffset> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default().fixed_offset()
 }
 

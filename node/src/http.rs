@@ -33,6 +33,8 @@ pub struct ApiContext {
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     pub regions: Arc<crate::regions::Regions>,
+    /// Station states, when monitoring is on.
+    pub stations: Option<crate::watch::Stations>,
     pub broker_up: Arc<AtomicBool>,
     /// True once the broker has granted the field subscriptions on the current connection.
     pub subscribed: Arc<AtomicBool>,
@@ -47,6 +49,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/readings/aggregates", get(aggregates))
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/stations", get(stations))
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/{incident}/discipline", get(discipline))
         .route("/api/v1/media/{device}/{report}/{sha256}", get(media))
@@ -220,6 +223,13 @@ async fn stats(State(ctx): State<ApiContext>, Query(p): Query<StatsParams>) -> R
         "divisions": divisions,
     }))
     .into_response())
+}
+
+async fn stations(State(ctx): State<ApiContext>) -> Result<Response, ApiError> {
+    match &ctx.stations {
+        Some(s) => Ok(Json(json!({ "items": crate::watch::Watch::view(s) })).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, "monitoring is off on this node (--monitor false)".to_owned())),
+    }
 }
 
 async fn incidents(State(ctx): State<ApiContext>) -> Result<Response, ApiError> {

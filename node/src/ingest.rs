@@ -45,6 +45,8 @@ pub struct Ingest {
     /// Readings older than this are refused: retention has already folded their time into
     /// aggregates, and counting them in again would count them twice.
     pub raw_retention: Duration,
+    /// Sensor monitoring and reporting discipline; `None` when monitoring is off.
+    pub watch: tokio::sync::Mutex<Option<crate::watch::Watch>>,
 }
 
 /// Counters per topic kind, taken from their families once so the hot path does not allocate
@@ -188,13 +190,22 @@ impl Ingest {
         idle: Arc<Idle>,
         stop: CancellationToken,
     ) {
+        // Time passes for the stations every 10 s; overdue reports are looked for every minute.
+        let mut ticks = tokio::time::interval(Duration::from_secs(10));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut overdue_due = Instant::now();
         loop {
             let next = match staged.try_recv() {
                 Ok(next) => next,
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     idle.set(true);
-                    let next = staged.recv().await;
+                    let next = loop {
+                        tokio::select! {
+                            next = staged.recv() => break next,
+                            _ = ticks.tick() => self.watch_tick(&mut overdue_due).await,
+                        }
+                    };
                     idle.set(false);
                     match next {
                         Some(next) => next,
@@ -258,9 +269,17 @@ impl Ingest {
 
     /// One transaction: the batch's rows and the events for the hub that come from them.
     async fn store_batch(&self, batch: &Batch) -> Result<(crate::store::Written, usize), crate::store::StoreError> {
+        let mut watch = self.watch.lock().await;
         let mut tx = self.store.begin().await?;
         let inserted = tx.insert(batch).await?;
         let mut events = Vec::with_capacity(inserted.new_reports.len() + inserted.new_media.len());
+        // Sensor warnings and stations coming back: observed on copies, applied after commit.
+        let mut touched = None;
+        if let Some(w) = watch.as_ref() {
+            let (warnings, states) = w.observe(&batch.readings, Utc::now().timestamp_millis());
+            events.extend(warnings);
+            touched = Some(states);
+        }
         for &i in &inserted.new_reports {
             events.push(crate::events::report(&self.node_id, &batch.reports[i], &self.regions));
         }
@@ -293,7 +312,52 @@ impl Ingest {
         }
         tx.enqueue(&events).await?;
         tx.commit().await?;
+        if let (Some(w), Some(states)) = (watch.as_mut(), touched) {
+            w.apply(states);
+        }
         Ok((inserted.written, events.len()))
+    }
+
+    /// Lets time pass for the stations (windows slide, silent stations go offline) and, once a
+    /// minute, raises overdue-report events. Its events commit in a transaction of their own.
+    async fn watch_tick(&self, overdue_due: &mut Instant) {
+        let mut watch = self.watch.lock().await;
+        let Some(w) = watch.as_mut() else { return };
+        let now_ms = Utc::now().timestamp_millis();
+        let (mut events, changed) = w.tick(now_ms);
+        if Instant::now() >= *overdue_due {
+            *overdue_due = Instant::now() + Duration::from_secs(60);
+            match self.store.incidents().await {
+                Ok(incidents) => {
+                    // Incidents with a report in the last week are still followed.
+                    for i in incidents.iter().filter(|i| now_ms - i.last_observed_ms < 7 * 86_400_000) {
+                        match self.store.filings(&i.incident, i.exercise).await {
+                            Ok(filings) => events.extend(w.overdue(&i.incident, i.exercise, &filings, now_ms)),
+                            Err(e) => warn!(error = %e, "could not read filings for reporting discipline"),
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "could not list incidents for reporting discipline"),
+            }
+        }
+        if events.is_empty() {
+            w.apply(changed);
+            return;
+        }
+        let result = async {
+            let mut tx = self.store.begin().await?;
+            tx.enqueue(&events).await?;
+            tx.commit().await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                w.apply(changed);
+                self.forward.notify_one();
+            }
+            // The states stay as they were: the next tick raises the same changes again.
+            Err(e) => warn!(error = %e, "could not queue station events; retrying at the next tick"),
+        }
     }
 
     /// Validates one message into the batch, or records why it is refused.

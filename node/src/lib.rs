@@ -37,6 +37,7 @@ pub mod regions;
 pub mod retention;
 pub mod stats;
 pub mod store;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub struct Node {
     registry: Arc<Registry>,
     mqtt: MqttUrl,
     http: tokio::net::TcpListener,
+    thresholds: monitor::Thresholds,
 }
 
 impl Node {
@@ -79,6 +81,15 @@ impl Node {
         let registry = match &config.devices {
             Some(path) => Registry::load(path)?,
             None => Registry::default(),
+        };
+        let thresholds = match &config.thresholds {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the thresholds file {}", path.display()))?;
+                monitor::Thresholds::from_toml(&text)
+                    .with_context(|| format!("the thresholds file {} is not valid", path.display()))?
+            }
+            None => monitor::Thresholds::default(),
         };
         let store = Store::connect(&config.db).await.with_context(|| format!("database {}", redact(&config.db)))?;
         let mqtt = match &config.broker {
@@ -107,6 +118,7 @@ impl Node {
             registry: Arc::new(registry),
             mqtt,
             http,
+            thresholds,
         })
     }
 
@@ -228,6 +240,26 @@ impl Node {
         let forward_stop = CancellationToken::new();
         let forward_task = tokio::spawn(forwarder.run(receipts_rx, hub_links_rx, forward_stop.clone()));
 
+        // The watch over stations and reporting units, its station states rebuilt from the last
+        // day of readings so that windows and warnings survive a restart.
+        let watch = if self.config.monitor {
+            let w = watch::Watch::new(
+                self.config.id.clone(),
+                self.thresholds.clone(),
+                self.registry.clone(),
+                self.regions.clone(),
+            );
+            let since = chrono::Utc::now().timestamp_micros() - 26 * 3_600_000_000;
+            match self.store.recent_readings(since).await {
+                Ok(readings) => w.rebuild(&readings),
+                Err(e) => warn!(error = %e, "could not rebuild station states; windows start empty"),
+            }
+            Some(w)
+        } else {
+            None
+        };
+        let stations = watch.as_ref().map(|w| w.stations.clone());
+
         let ingest_stop = CancellationToken::new();
         let ingest = ingest::Ingest {
             node_id: self.config.id.clone(),
@@ -241,6 +273,7 @@ impl Node {
             batch_max: self.config.batch_max,
             batch_linger: self.config.batch_linger,
             raw_retention: self.config.raw_retention,
+            watch: tokio::sync::Mutex::new(watch),
         };
         let ingest_task = tokio::spawn(ingest.run(messages_rx, ingest_stop.clone()));
         tasks.spawn(retention::run(
@@ -258,6 +291,7 @@ impl Node {
             metrics: self.metrics.clone(),
             registry: self.registry.clone(),
             regions: self.regions.clone(),
+            stations,
             broker_up,
             subscribed,
         };

@@ -281,8 +281,8 @@ impl From<&crate::devices::Device> for StationInfo {
         StationInfo {
             warning_level: device.warning_level,
             guarantee_level: device.guarantee_level,
-            historic_max: None,
-            interval_s: None,
+            historic_max: device.historic_max,
+            interval_s: device.interval_s,
         }
     }
 }

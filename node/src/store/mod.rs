@@ -428,6 +428,15 @@ impl Store {
         }
     }
 
+    /// Rain and water-level readings since `since_us`, and every device's last word (as a
+    /// `seen` reading), to rebuild station states after a restart.
+    pub async fn recent_readings(&self, since_us: i64) -> Result<Vec<(String, String, i64, f64)>, StoreError> {
+        match self {
+            Store::Sqlite { reader, .. } => sqlite::recent_readings(reader, since_us).await,
+            Store::Postgres(pool) => postgres::recent_readings(pool, since_us).await,
+        }
+    }
+
     /// Every incident with its hazard, stage, first and last report and regions affected.
     pub async fn incidents(&self) -> Result<Vec<IncidentSummary>, StoreError> {
         match self {
@@ -1045,6 +1054,29 @@ macro_rules! store_impl {
                     reports: row.try_get("reports")?,
                     regions: row.try_get("regions")?,
                 });
+            }
+            Ok(out)
+        }
+
+        pub(super) async fn recent_readings(pool: &$pool, since_us: i64) -> Result<Vec<(String, String, i64, f64)>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT r.device, r.name, r.time_us, r.value_num FROM series s \
+                 JOIN readings r ON r.device = s.device AND r.name = s.name AND r.time_us >= $1 \
+                 WHERE s.name IN ('rain', 'water_level') AND r.value_num IS NOT NULL",
+            )
+            .bind(since_us)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len() + 1024);
+            for row in rows {
+                out.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?));
+            }
+            // Every device's last word, so that a station silent since before the window is
+            // still known (and can go offline).
+            let seen = sqlx::query("SELECT device, last_seen_ms FROM devices").fetch_all(pool).await?;
+            for row in seen {
+                let last_seen_ms: i64 = row.try_get(1)?;
+                out.push((row.try_get(0)?, "seen".to_owned(), last_seen_ms.saturating_mul(1000), 0.0));
             }
             Ok(out)
         }

@@ -5,6 +5,7 @@ mod crash;
 mod forward;
 mod hostile;
 mod ingest;
+mod monitoring;
 mod placement;
 mod retention;
 mod stats;

@@ -1,0 +1,253 @@
+//! The node's watch over its stations and its reporting units: applies the pure cores
+//! ([`crate::monitor`], [`crate::discipline`]) to what ingest stores and to the passing of
+//! time, and turns what changes into summarized events (warnings, device online/offline,
+//! overdue reports).
+//!
+//! The committer task owns the watch, so station states change in one place and in step with
+//! the transactions: a batch's readings are observed on copies of the touched states, the
+//! events go into the same transaction as the readings, and the copies replace the originals
+//! only after the commit — a failed commit leaves the states as they were, and its retry
+//! raises the same warnings again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde_json::json;
+use yingji_proto::event::EventKind;
+
+use crate::devices::Registry;
+use crate::events::event;
+use crate::monitor::{self, StationInfo, StationState, Thresholds, Transition};
+use crate::regions::{self, Regions};
+use crate::store::{NewReading, OutboxEvent};
+
+/// What the API shows of a station.
+#[derive(Debug, Clone, Serialize)]
+pub struct StationView {
+    pub station: String,
+    pub online: bool,
+    pub last_seen_us: Option<i64>,
+    pub rain_colour: Option<monitor::Colour>,
+    pub flood_colour: Option<monitor::Colour>,
+    /// Rain sums (mm) over 1, 3, 6, 12 and 24 h.
+    pub rain_mm: BTreeMap<u32, f64>,
+    pub water_level_m: Option<f64>,
+    pub rise_m_per_h: Option<f64>,
+}
+
+/// Station states, shared read-only with the API.
+pub type Stations = Arc<Mutex<HashMap<String, StationState>>>;
+
+pub struct Watch {
+    pub node_id: String,
+    pub thresholds: Thresholds,
+    pub registry: Arc<Registry>,
+    pub regions: Arc<Regions>,
+    pub stations: Stations,
+    /// Overdue-report events already raised (ids), so that each is raised once per run.
+    raised_late: HashSet<String>,
+}
+
+impl Watch {
+    pub fn new(node_id: String, thresholds: Thresholds, registry: Arc<Registry>, regions: Arc<Regions>) -> Watch {
+        Watch {
+            node_id,
+            thresholds,
+            registry,
+            regions,
+            stations: Arc::new(Mutex::new(HashMap::new())),
+            raised_late: HashSet::new(),
+        }
+    }
+
+    fn info(&self, device: &str) -> StationInfo {
+        self.registry.get(device).map(StationInfo::from).unwrap_or(StationInfo {
+            warning_level: None,
+            guarantee_level: None,
+            historic_max: None,
+            interval_s: None,
+        })
+    }
+
+    fn region(&self, device: &str) -> String {
+        self.registry
+            .get(device)
+            .and_then(|d| d.region.clone().or_else(|| self.regions.locate(d.lat, d.lon).map(|r| r.code.clone())))
+            .unwrap_or_else(|| regions::UNKNOWN.to_owned())
+    }
+
+    /// Rebuilds station states from the readings of the last day (after a restart).
+    pub fn rebuild(&self, readings: &[(String, String, i64, f64)]) {
+        let mut by_device: HashMap<&str, Vec<(&str, i64, f64)>> = HashMap::new();
+        for (device, name, time_us, value) in readings {
+            by_device.entry(device).or_default().push((name, *time_us, *value));
+        }
+        let rebuilt: HashMap<String, StationState> = by_device
+            .into_iter()
+            .map(|(device, rs)| (device.to_owned(), StationState::rebuild(rs, &self.info(device), &self.thresholds)))
+            .collect();
+        if let Ok(mut stations) = self.stations.lock() {
+            *stations = rebuilt;
+        }
+    }
+
+    /// Observes a batch's readings on copies of the touched states; returns the events and the
+    /// copies, to be applied with [`Watch::apply`] once the batch has committed.
+    pub fn observe(&self, readings: &[NewReading], now_ms: i64) -> (Vec<OutboxEvent>, HashMap<String, StationState>) {
+        let mut touched: HashMap<String, StationState> = HashMap::new();
+        let mut events = Vec::new();
+        for r in readings {
+            let state = touched.entry(r.device.clone()).or_insert_with(|| {
+                self.stations.lock().ok().and_then(|s| s.get(&r.device).cloned()).unwrap_or_default()
+            });
+            let value = r.value_num.unwrap_or(f64::NAN);
+            let transitions =
+                monitor::observe(state, &r.name, r.time_us, value, &self.info(&r.device), &self.thresholds);
+            for t in transitions {
+                events.push(self.transition_event(&r.device, &t, r.time_us / 1000, now_ms));
+            }
+        }
+        (events, touched)
+    }
+
+    /// Makes committed copies the current states.
+    pub fn apply(&self, touched: HashMap<String, StationState>) {
+        if let Ok(mut stations) = self.stations.lock() {
+            stations.extend(touched);
+        }
+    }
+
+    /// Lets time pass for every station: windows slide, silent stations go offline.
+    pub fn tick(&self, now_ms: i64) -> (Vec<OutboxEvent>, HashMap<String, StationState>) {
+        let snapshot: Vec<(String, StationState)> =
+            self.stations.lock().map(|s| s.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        let mut events = Vec::new();
+        let mut changed = HashMap::new();
+        for (device, mut state) in snapshot {
+            let before = state.clone();
+            let transitions = monitor::tick(&mut state, now_ms * 1000, &self.info(&device), &self.thresholds);
+            for t in &transitions {
+                events.push(self.transition_event(&device, t, now_ms, now_ms));
+            }
+            if state != before {
+                changed.insert(device, state);
+            }
+        }
+        (events, changed)
+    }
+
+    fn transition_event(&self, device: &str, t: &Transition, at_ms: i64, now_ms: i64) -> OutboxEvent {
+        let region = self.region(device);
+        match t {
+            Transition::Warning { metric, from, to, value, threshold, episode, rise_m_per_h } => {
+                let body = json!({
+                    "station": device,
+                    "metric": metric,
+                    "from": from,
+                    "to": to,
+                    "colour": to,
+                    "cleared": to.is_none(),
+                    "value": value,
+                    "threshold": threshold,
+                    "episode": episode,
+                    "rise_m_per_h": rise_m_per_h,
+                    "observed_at": crate::events::at(at_ms).to_rfc3339(),
+                });
+                event(
+                    &self.node_id,
+                    format!("{}:warning:{}", self.node_id, uuid::Uuid::now_v7().simple()),
+                    EventKind::Warning,
+                    now_ms,
+                    false,
+                    &region,
+                    None,
+                    body,
+                    None,
+                )
+            }
+            Transition::Offline { silent_for_s } => event(
+                &self.node_id,
+                format!("{}:device:{}", self.node_id, uuid::Uuid::now_v7().simple()),
+                EventKind::Device,
+                now_ms,
+                false,
+                &region,
+                None,
+                json!({"station": device, "online": false, "silent_for_s": silent_for_s}),
+                None,
+            ),
+            Transition::Online => event(
+                &self.node_id,
+                format!("{}:device:{}", self.node_id, uuid::Uuid::now_v7().simple()),
+                EventKind::Device,
+                now_ms,
+                false,
+                &region,
+                None,
+                json!({"station": device, "online": true}),
+                None,
+            ),
+        }
+    }
+
+    /// Overdue-report events for the duties that are late now and were not raised before.
+    pub fn overdue(
+        &mut self,
+        incident: &str,
+        exercise: bool,
+        filings: &[crate::store::Filing],
+        now_ms: i64,
+    ) -> Vec<OutboxEvent> {
+        let mut events = Vec::new();
+        for duty in crate::discipline::from_filings(filings, now_ms) {
+            for (which, d) in [("initial", &duty.initial), ("update", &duty.update)] {
+                if let crate::discipline::Duty::Late { since_ms } = d {
+                    let id =
+                        format!("{}:overdue:{incident}:{exercise}:{}:{which}:{since_ms}", self.node_id, duty.division);
+                    if !self.raised_late.insert(id.clone()) {
+                        continue;
+                    }
+                    let body = json!({
+                        "type": "report_overdue",
+                        "division": duty.division,
+                        "duty": which,
+                        "due": crate::events::at(*since_ms).to_rfc3339(),
+                    });
+                    events.push(event(
+                        &self.node_id,
+                        id,
+                        EventKind::Warning,
+                        now_ms,
+                        exercise,
+                        &duty.division,
+                        Some(incident),
+                        body,
+                        None,
+                    ));
+                }
+            }
+        }
+        events
+    }
+
+    /// Every station as the API shows it.
+    pub fn view(stations: &Stations) -> Vec<StationView> {
+        let Ok(stations) = stations.lock() else { return Vec::new() };
+        let mut out: Vec<StationView> = stations
+            .iter()
+            .map(|(id, s)| StationView {
+                station: id.clone(),
+                online: s.is_online(),
+                last_seen_us: s.last_seen_us(),
+                rain_colour: s.rain_colour(),
+                flood_colour: s.flood_colour(),
+                rain_mm: monitor::WINDOWS_H.iter().map(|w| (*w, s.rain_sum_mm(*w))).collect(),
+                water_level_m: s.water_level().map(|(_, v)| v),
+                rise_m_per_h: s.rise_m_per_h(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.station.cmp(&b.station));
+        out
+    }
+}
