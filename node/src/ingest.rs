@@ -194,6 +194,8 @@ impl Ingest {
         let mut ticks = tokio::time::interval(Duration::from_secs(10));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut overdue_due = Instant::now();
+        // Events of a tick whose transaction failed, sent with the next.
+        let mut unsent = Vec::new();
         loop {
             let next = match staged.try_recv() {
                 Ok(next) => next,
@@ -203,7 +205,7 @@ impl Ingest {
                     let next = loop {
                         tokio::select! {
                             next = staged.recv() => break next,
-                            _ = ticks.tick() => self.watch_tick(&mut overdue_due).await,
+                            _ = ticks.tick() => self.watch_tick(&mut overdue_due, &mut unsent).await,
                         }
                     };
                     idle.set(false);
@@ -234,10 +236,15 @@ impl Ingest {
     /// Commits a batch with the events it gives rise to, retrying with backoff while the
     /// database fails. False when stopped first.
     async fn commit(&self, batch: &Batch, messages: usize, stop: &CancellationToken) -> bool {
+        // Sensor warnings and stations coming back: observed once; every try carries them.
+        let watch_events = match self.watch.lock().await.as_ref() {
+            Some(w) => w.observe(&batch.readings, Utc::now().timestamp_millis()),
+            None => Vec::new(),
+        };
         let mut backoff = Duration::from_millis(50);
         loop {
             let started = Instant::now();
-            match self.store_batch(batch).await {
+            match self.store_batch(batch, &watch_events).await {
                 Ok((written, events)) => {
                     self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                     self.metrics.batch_messages.observe(messages as f64);
@@ -268,18 +275,15 @@ impl Ingest {
     }
 
     /// One transaction: the batch's rows and the events for the hub that come from them.
-    async fn store_batch(&self, batch: &Batch) -> Result<(crate::store::Written, usize), crate::store::StoreError> {
-        let mut watch = self.watch.lock().await;
+    async fn store_batch(
+        &self,
+        batch: &Batch,
+        watch_events: &[crate::store::OutboxEvent],
+    ) -> Result<(crate::store::Written, usize), crate::store::StoreError> {
         let mut tx = self.store.begin().await?;
         let inserted = tx.insert(batch).await?;
-        let mut events = Vec::with_capacity(inserted.new_reports.len() + inserted.new_media.len());
-        // Sensor warnings and stations coming back: observed on copies, applied after commit.
-        let mut touched = None;
-        if let Some(w) = watch.as_ref() {
-            let (warnings, states) = w.observe(&batch.readings, Utc::now().timestamp_millis());
-            events.extend(warnings);
-            touched = Some(states);
-        }
+        let mut events = Vec::with_capacity(inserted.new_reports.len() + inserted.new_media.len() + watch_events.len());
+        events.extend_from_slice(watch_events);
         for &i in &inserted.new_reports {
             events.push(crate::events::report(&self.node_id, &batch.reports[i], &self.regions));
         }
@@ -312,19 +316,17 @@ impl Ingest {
         }
         tx.enqueue(&events).await?;
         tx.commit().await?;
-        if let (Some(w), Some(states)) = (watch.as_mut(), touched) {
-            w.apply(states);
-        }
         Ok((inserted.written, events.len()))
     }
 
     /// Lets time pass for the stations (windows slide, silent stations go offline) and, once a
     /// minute, raises overdue-report events. Its events commit in a transaction of their own.
-    async fn watch_tick(&self, overdue_due: &mut Instant) {
+    async fn watch_tick(&self, overdue_due: &mut Instant, unsent: &mut Vec<crate::store::OutboxEvent>) {
         let mut watch = self.watch.lock().await;
         let Some(w) = watch.as_mut() else { return };
         let now_ms = Utc::now().timestamp_millis();
-        let (mut events, changed) = w.tick(now_ms);
+        let mut events = std::mem::take(unsent);
+        events.extend(w.tick(now_ms));
         if Instant::now() >= *overdue_due {
             *overdue_due = Instant::now() + Duration::from_secs(60);
             match self.store.incidents().await {
@@ -341,7 +343,6 @@ impl Ingest {
             }
         }
         if events.is_empty() {
-            w.apply(changed);
             return;
         }
         let result = async {
@@ -351,12 +352,11 @@ impl Ingest {
         }
         .await;
         match result {
-            Ok(()) => {
-                w.apply(changed);
-                self.forward.notify_one();
+            Ok(()) => self.forward.notify_one(),
+            Err(e) => {
+                warn!(error = %e, "could not queue station events; retrying at the next tick");
+                *unsent = events;
             }
-            // The states stay as they were: the next tick raises the same changes again.
-            Err(e) => warn!(error = %e, "could not queue station events; retrying at the next tick"),
         }
     }
 

@@ -3,11 +3,11 @@
 //! time, and turns what changes into summarized events (warnings, device online/offline,
 //! overdue reports).
 //!
-//! The committer task owns the watch, so station states change in one place and in step with
-//! the transactions: a batch's readings are observed on copies of the touched states, the
-//! events go into the same transaction as the readings, and the copies replace the originals
-//! only after the commit — a failed commit leaves the states as they were, and its retry
-//! raises the same warnings again.
+//! The committer task owns the watch, so station states change in one place. A batch's
+//! readings are observed once, before its transaction; the events they raise go into that
+//! transaction, and a retried commit carries the same events again. States live in memory
+//! and are rebuilt from the stored readings at start, so after a crash they match what was
+//! committed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -92,49 +92,43 @@ impl Watch {
         }
     }
 
-    /// Observes a batch's readings on copies of the touched states; returns the events and the
-    /// copies, to be applied with [`Watch::apply`] once the batch has committed.
-    pub fn observe(&self, readings: &[NewReading], now_ms: i64) -> (Vec<OutboxEvent>, HashMap<String, StationState>) {
-        let mut touched: HashMap<String, StationState> = HashMap::new();
+    /// Observes a batch's readings (in place) and returns the events they raise.
+    pub fn observe(&self, readings: &[NewReading], now_ms: i64) -> Vec<OutboxEvent> {
         let mut events = Vec::new();
+        let Ok(mut stations) = self.stations.lock() else { return events };
+        let mut last: Option<(&str, StationInfo)> = None;
         for r in readings {
-            let state = touched.entry(r.device.clone()).or_insert_with(|| {
-                self.stations.lock().ok().and_then(|s| s.get(&r.device).cloned()).unwrap_or_default()
-            });
+            // Readings of one device come together in a batch: look its registry entry up once.
+            let info = match &last {
+                Some((device, info)) if *device == r.device => *info,
+                _ => {
+                    let info = self.info(&r.device);
+                    last = Some((&r.device, info));
+                    info
+                }
+            };
+            let state = match stations.get_mut(&r.device) {
+                Some(state) => state,
+                None => stations.entry(r.device.clone()).or_default(),
+            };
             let value = r.value_num.unwrap_or(f64::NAN);
-            let transitions =
-                monitor::observe(state, &r.name, r.time_us, value, &self.info(&r.device), &self.thresholds);
-            for t in transitions {
+            for t in monitor::observe(state, &r.name, r.time_us, value, &info, &self.thresholds) {
                 events.push(self.transition_event(&r.device, &t, r.time_us / 1000, now_ms));
             }
         }
-        (events, touched)
-    }
-
-    /// Makes committed copies the current states.
-    pub fn apply(&self, touched: HashMap<String, StationState>) {
-        if let Ok(mut stations) = self.stations.lock() {
-            stations.extend(touched);
-        }
+        events
     }
 
     /// Lets time pass for every station: windows slide, silent stations go offline.
-    pub fn tick(&self, now_ms: i64) -> (Vec<OutboxEvent>, HashMap<String, StationState>) {
-        let snapshot: Vec<(String, StationState)> =
-            self.stations.lock().map(|s| s.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    pub fn tick(&self, now_ms: i64) -> Vec<OutboxEvent> {
         let mut events = Vec::new();
-        let mut changed = HashMap::new();
-        for (device, mut state) in snapshot {
-            let before = state.clone();
-            let transitions = monitor::tick(&mut state, now_ms * 1000, &self.info(&device), &self.thresholds);
-            for t in &transitions {
-                events.push(self.transition_event(&device, t, now_ms, now_ms));
-            }
-            if state != before {
-                changed.insert(device, state);
+        let Ok(mut stations) = self.stations.lock() else { return events };
+        for (device, state) in stations.iter_mut() {
+            for t in monitor::tick(state, now_ms * 1000, &self.info(device), &self.thresholds) {
+                events.push(self.transition_event(device, &t, now_ms, now_ms));
             }
         }
-        (events, changed)
+        events
     }
 
     fn transition_event(&self, device: &str, t: &Transition, at_ms: i64, now_ms: i64) -> OutboxEvent {

@@ -158,6 +158,7 @@ async fn node_run(
     work: Vec<(String, Vec<u8>)>,
     publishers: usize,
     run: usize,
+    monitor: bool,
 ) -> anyhow::Result<(f64, f64, Option<f64>)> {
     let dir = tempfile::tempdir()?;
     let http = free_port();
@@ -173,6 +174,8 @@ async fn node_run(
         &format!("127.0.0.1:{http}"),
         "--log",
         "warn",
+        "--monitor",
+        if monitor { "true" } else { "false" },
     ])?;
     let health = format!("http://127.0.0.1:{http}/healthz");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -227,19 +230,26 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| pack | bare subscriber readings/s | node readings/s (stored, acked after commit) | ratio | publisher readings/s (bare run / node run) | node peak RSS |"
+        "| pack | bare subscriber readings/s | node readings/s (stored, acked after commit; monitoring on) | ratio | \
+         node readings/s, monitoring off | publisher readings/s (bare / node on / node off) | node peak RSS (on / off) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for (run, &pack) in o.packs.iter().enumerate() {
         let messages = o.readings / pack;
         let (bare, bare_pub) =
-            bare_subscriber(&url, messages, pack, workload(o.readings, pack, run * 2), o.publishers, run).await?;
+            bare_subscriber(&url, messages, pack, workload(o.readings, pack, run * 3), o.publishers, run).await?;
         let (node, node_pub, rss) =
-            node_run(&url, messages * pack, workload(o.readings, pack, run * 2 + 1), o.publishers, run).await?;
+            node_run(&url, messages * pack, workload(o.readings, pack, run * 3 + 1), o.publishers, run * 2, true)
+                .await?;
+        let (off, off_pub, off_rss) =
+            node_run(&url, messages * pack, workload(o.readings, pack, run * 3 + 2), o.publishers, run * 2 + 1, false)
+                .await?;
+        let mb = |r: Option<f64>| r.map(|r| format!("{r:.0} MB")).unwrap_or_else(|| "n/a".into());
         println!(
-            "| {pack} | {bare:.0} | {node:.0} | {:.2} | {bare_pub:.0} / {node_pub:.0} | {} |",
+            "| {pack} | {bare:.0} | {node:.0} | {:.2} | {off:.0} | {bare_pub:.0} / {node_pub:.0} / {off_pub:.0} | {} / {} |",
             node / bare,
-            rss.map(|r| format!("{r:.0} MB")).unwrap_or_else(|| "n/a".into())
+            mb(rss),
+            mb(off_rss)
         );
     }
     Ok(())

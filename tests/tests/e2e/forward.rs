@@ -170,3 +170,60 @@ async fn a_node_killed_with_a_full_outbox_sends_it_after_restart() {
     .await;
     assert_eq!(receiver.ids_of("report"), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_status_is_retained_and_its_will_says_offline() {
+    if !external_broker_available() {
+        return;
+    }
+    let broker = Mosquitto::start();
+    let db = TestDb::new(DbKind::Sqlite).await;
+    let http = free_port();
+    let mut node = NodeProcess::start(&[
+        "--id",
+        "status-node",
+        "--mqtt",
+        &format!("mqtt://127.0.0.1:{}", broker.url.port),
+        "--db",
+        &db.url,
+        "--http",
+        &format!("127.0.0.1:{http}"),
+        "--mqtt-keep-alive-s",
+        "5",
+    ])
+    .expect("start yingji-node");
+    let health = format!("http://127.0.0.1:{http}/healthz");
+    eventually(Duration::from_secs(30), "the node to subscribe", || async {
+        let body: serde_json::Value = reqwest::get(&health).await.ok()?.json().await.ok()?;
+        (body["subscribed"] == true).then_some(())
+    })
+    .await;
+    // A late subscriber gets the retained status.
+    let status = |online: bool| {
+        let url = broker.url.clone();
+        async move {
+            let mut watcher = yingji_tests::Subscriber::connect(
+                &url,
+                &format!("status-watch-{online}"),
+                "yingji/v1/node/status-node/status",
+            )
+            .await;
+            loop {
+                let (_, payload) = watcher.next(Duration::from_secs(30)).await.expect("a status message");
+                let value: serde_json::Value = serde_json::from_slice(&payload).expect("status JSON");
+                if value["online"] == online {
+                    return value;
+                }
+            }
+        }
+    };
+    let up = eventually(Duration::from_secs(30), "the retained online status", || async {
+        tokio::time::timeout(Duration::from_secs(5), status(true)).await.ok()
+    })
+    .await;
+    assert!(up["version"].is_string() && up["at"].is_string(), "{up}");
+    // Killed without a goodbye, the broker publishes the will, retained.
+    node.kill();
+    let down = status(false).await;
+    assert_eq!(down["online"], false);
+}
