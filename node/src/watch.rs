@@ -245,3 +245,45 @@ impl Watch {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Filing;
+
+    #[test]
+    fn an_overdue_daily_update_is_raised_once() {
+        let mut watch =
+            Watch::new("n1".into(), Thresholds::default(), Arc::new(Registry::default()), Arc::new(Regions::default()));
+        let hour = 3_600_000;
+        // 2026-09-14T00:00Z, 08:00 in Beijing.
+        let start = 1_789_344_000_000;
+        let filing = |region: &str, stage: &str, at: i64| Filing {
+            region: region.into(),
+            stage: stage.into(),
+            received_at_ms: at,
+            observed_at_ms: at,
+        };
+        // Both counties file their initial report at once; 330302 also its update on the 15th
+        // before 09:00 Beijing time (01:00Z); 330303 never updates.
+        let filings = [
+            filing("330302", "initial", start),
+            filing("330303", "initial", start),
+            filing("330302", "update", start + 24 * hour),
+        ];
+        assert!(watch.overdue("inc", false, &filings, start + 3 * hour).is_empty(), "nothing due yet");
+        // The 15th, 10:00 Beijing (02:00Z): 330303's first daily update is late.
+        let now = start + 26 * hour;
+        let events: Vec<serde_json::Value> = watch
+            .overdue("inc", false, &filings, now)
+            .iter()
+            .map(|e| serde_json::from_str(&e.payload).unwrap_or_default())
+            .collect();
+        assert_eq!(events.len(), 1, "{events:#?}");
+        let e = &events[0];
+        assert_eq!((e["kind"].as_str(), e["region"].as_str()), (Some("warning"), Some("330303")));
+        assert_eq!((e["body"]["type"].as_str(), e["body"]["duty"].as_str()), (Some("report_overdue"), Some("update")));
+        assert_eq!(e["body"]["due"], "2026-09-15T01:00:00+00:00");
+        assert!(watch.overdue("inc", false, &filings, now + 60_000).is_empty(), "raised once");
+    }
+}

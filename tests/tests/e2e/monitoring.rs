@@ -93,3 +93,43 @@ async fn lines_and_rain_windows_raise_warnings_and_silence_takes_a_station_offli
     .await;
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rain_windows_survive_a_restart() {
+    let broker = spawn_embedded_broker();
+    let receiver = HubReceiver::start(&broker, "restart-hub", None).await;
+    let db = TestDb::new(DbKind::Sqlite).await;
+    let t0 = recent_t0();
+    let rain = |minute: usize| {
+        format!(r#"[{{"bn":"rain-9:","bt":{},"n":"rain","u":"mm","v":10}}]"#, t0 + minute as f64 * 60.0).into_bytes()
+    };
+    // 40 mm before the restart: below every signal.
+    let node = TestNode::start("restart-monitor", &broker, &db).await;
+    let mut publisher = Publisher::connect(&broker, "restart-pub").await;
+    for m in 0..4 {
+        publisher.publish("yingji/v1/senml/rain-9", rain(m)).await;
+    }
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    eventually(Duration::from_secs(30), "40 mm stored", || async {
+        (node.store.counts().await.ok()?.readings == 4).then_some(())
+    })
+    .await;
+    node.shutdown().await;
+    assert!(warnings(&receiver, "rain-9").is_empty());
+
+    // 20 mm more after it: the first 10 mm make 50 mm within 3 h — orange — only if the
+    // window kept the first 40.
+    let node = TestNode::start("restart-monitor", &broker, &db).await;
+    for m in 4..6 {
+        publisher.publish("yingji/v1/senml/rain-9", rain(m)).await;
+    }
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    let w = eventually(Duration::from_secs(30), "an orange warning from 50 mm across the restart", || async {
+        let w = warnings(&receiver, "rain-9");
+        (!w.is_empty()).then_some(w)
+    })
+    .await;
+    assert_eq!(w[0]["body"]["to"], "orange", "{w:#?}");
+    assert_eq!(w[0]["body"]["value"], 50.0);
+    node.shutdown().await;
+}
