@@ -160,28 +160,25 @@ impl Watch {
                     None,
                 )
             }
-            Transition::Offline { silent_for_s } => event(
-                &self.node_id,
-                format!("{}:device:{}", self.node_id, uuid::Uuid::now_v7().simple()),
-                EventKind::Device,
-                now_ms,
-                false,
-                &region,
-                None,
-                json!({"station": device, "online": false, "silent_for_s": silent_for_s}),
-                None,
-            ),
-            Transition::Online => event(
-                &self.node_id,
-                format!("{}:device:{}", self.node_id, uuid::Uuid::now_v7().simple()),
-                EventKind::Device,
-                now_ms,
-                false,
-                &region,
-                None,
-                json!({"station": device, "online": true}),
-                None,
-            ),
+            Transition::Offline { .. } | Transition::Online => {
+                let body = match t {
+                    Transition::Offline { silent_for_s } => {
+                        json!({"station": device, "online": false, "silent_for_s": silent_for_s})
+                    }
+                    _ => json!({"station": device, "online": true}),
+                };
+                event(
+                    &self.node_id,
+                    format!("{}:device:{}", self.node_id, uuid::Uuid::now_v7().simple()),
+                    EventKind::Device,
+                    now_ms,
+                    false,
+                    &region,
+                    None,
+                    body,
+                    None,
+                )
+            }
         }
     }
 

@@ -287,6 +287,16 @@ impl NodeProcess {
         Ok(NodeProcess { child })
     }
 
+    /// Waits until the node listening for HTTP on `http` has its field subscriptions.
+    pub async fn wait_subscribed(http: u16) {
+        let url = format!("http://127.0.0.1:{http}/healthz");
+        eventually(Duration::from_secs(60), "the node process to subscribe", || async {
+            let body: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+            (body["subscribed"] == true).then_some(())
+        })
+        .await;
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -881,18 +881,12 @@ macro_rules! store_impl {
             Ok(())
         }
 
-        pub(super) async fn latest<'e, E>(executor: E, incident: &str, exercise: bool) -> Result<Vec<LatestRow>, StoreError>
-        where
-            E: sqlx::Executor<'e, Database = $db>,
-        {
-            let rows = sqlx::query(
-                "SELECT region, observed_at_ms, id, device, figures FROM report_latest \
-                 WHERE incident = $1 AND exercise = $2 ORDER BY region",
-            )
-            .bind(incident)
-            .bind(exercise)
-            .fetch_all(executor)
-            .await?;
+        /// Rows of `region, observed_at_ms, id, device, figures` as latest-report rows.
+        fn latest_rows(
+            rows: Vec<<$db as sqlx::Database>::Row>,
+            incident: &str,
+            exercise: bool,
+        ) -> Result<Vec<LatestRow>, StoreError> {
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 out.push(LatestRow {
@@ -906,6 +900,21 @@ macro_rules! store_impl {
                 });
             }
             Ok(out)
+        }
+
+        pub(super) async fn latest<'e, E>(executor: E, incident: &str, exercise: bool) -> Result<Vec<LatestRow>, StoreError>
+        where
+            E: sqlx::Executor<'e, Database = $db>,
+        {
+            let rows = sqlx::query(
+                "SELECT region, observed_at_ms, id, device, figures FROM report_latest \
+                 WHERE incident = $1 AND exercise = $2 ORDER BY region",
+            )
+            .bind(incident)
+            .bind(exercise)
+            .fetch_all(executor)
+            .await?;
+            latest_rows(rows, incident, exercise)
         }
 
         pub(super) async fn retain(pool: &$pool, policy: &Retention) -> Result<Retained, StoreError> {
@@ -994,19 +1003,7 @@ macro_rules! store_impl {
             .bind(at_ms)
             .fetch_all(pool)
             .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                out.push(LatestRow {
-                    incident: incident.to_owned(),
-                    exercise,
-                    region: row.try_get("region")?,
-                    observed_at_ms: row.try_get("observed_at_ms")?,
-                    id: row.try_get("id")?,
-                    device: row.try_get("device")?,
-                    figures: row.try_get("figures")?,
-                });
-            }
-            Ok(out)
+            latest_rows(rows, incident, exercise)
         }
 
         pub(super) async fn filings(pool: &$pool, incident: &str, exercise: bool) -> Result<Vec<Filing>, StoreError> {

@@ -24,15 +24,6 @@ fn start_node(id: &str, broker: &Mosquitto, db: &TestDb, http: u16) -> NodeProce
     .expect("start yingji-node")
 }
 
-async fn wait_subscribed(http: u16) {
-    let url = format!("http://127.0.0.1:{http}/healthz");
-    eventually(Duration::from_secs(60), "the node process to subscribe", || async {
-        let body: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
-        (body["subscribed"] == true).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing_and_counts_nothing_twice() {
     if !external_broker_available() {
@@ -44,7 +35,7 @@ async fn sigkill_mid_stream_loses_nothing_and_counts_nothing_twice() {
         let id = format!("crash-{}", uuid::Uuid::now_v7().simple());
         let http = free_port();
         let mut node = start_node(&id, &broker, &db, http);
-        wait_subscribed(http).await;
+        NodeProcess::wait_subscribed(http).await;
         let store = Store::connect(&db.url).await.expect("open the node's database");
 
         let url = broker.url.clone();

@@ -140,12 +140,7 @@ async fn a_node_killed_with_a_full_outbox_sends_it_after_restart() {
         NodeProcess::start(&refs).expect("start yingji-node")
     };
     let mut node = start(args(http));
-    let health = format!("http://127.0.0.1:{http}/healthz");
-    eventually(Duration::from_secs(30), "the node to subscribe", || async {
-        let body: serde_json::Value = reqwest::get(&health).await.ok()?.json().await.ok()?;
-        (body["subscribed"] == true).then_some(())
-    })
-    .await;
+    NodeProcess::wait_subscribed(http).await;
     let mut publisher = Publisher::connect(&field.url, "fwd-kill-pub").await;
     publish_reports(&mut publisher, "unit-3", 0..1000).await;
     publisher.wait_acked(Duration::from_secs(30)).await;
@@ -192,12 +187,7 @@ async fn the_node_status_is_retained_and_its_will_says_offline() {
         "5",
     ])
     .expect("start yingji-node");
-    let health = format!("http://127.0.0.1:{http}/healthz");
-    eventually(Duration::from_secs(30), "the node to subscribe", || async {
-        let body: serde_json::Value = reqwest::get(&health).await.ok()?.json().await.ok()?;
-        (body["subscribed"] == true).then_some(())
-    })
-    .await;
+    NodeProcess::wait_subscribed(http).await;
     // A late subscriber gets the retained status.
     let status = |online: bool| {
         let url = broker.url.clone();
