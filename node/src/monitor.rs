@@ -346,6 +346,11 @@ pub struct StationState {
     /// Rain samples `(time_us, mm)` within 24 h before `rain_clock_us`, sorted, one per time.
     #[serde(deserialize_with = "rain_samples")]
     rain: Vec<(i64, f64)>,
+    /// Running sums of `rain` in micro-millimetres, one per sample, so that a window's sum is
+    /// a difference of two entries instead of a walk over a day of samples. A cache: not
+    /// serialized, not compared; a state whose cache does not match its samples sums by walking.
+    #[serde(skip)]
+    rain_prefix: PrefixSums,
     /// Where the rain windows end: the latest rain reading's or tick's time.
     rain_clock_us: Option<i64>,
     /// Levels `(time_us, m)` within [`LEVEL_HISTORY_H`] of the latest, sorted, one per time.
@@ -368,6 +373,7 @@ impl Default for StationState {
     fn default() -> Self {
         StationState {
             rain: Vec::new(),
+            rain_prefix: PrefixSums::default(),
             rain_clock_us: None,
             levels: Vec::new(),
             rain_warning: None,
@@ -398,9 +404,73 @@ fn normalise(mut samples: Vec<(i64, f64)>, valid: fn(f64) -> bool) -> Vec<(i64, 
 }
 
 /// Inserts a sample at its time unless one is there already (a resend changes nothing).
-fn insert_first_wins(samples: &mut Vec<(i64, f64)>, time_us: i64, value: f64) {
-    if let Err(at) = samples.binary_search_by_key(&time_us, |s| s.0) {
-        samples.insert(at, (time_us, value));
+/// Returns where it went.
+fn insert_first_wins(samples: &mut Vec<(i64, f64)>, time_us: i64, value: f64) -> Option<usize> {
+    match samples.binary_search_by_key(&time_us, |s| s.0) {
+        Ok(_) => None,
+        Err(at) => {
+            samples.insert(at, (time_us, value));
+            Some(at)
+        }
+    }
+}
+
+/// Running sums of rain amounts in micro-millimetres (exact integer arithmetic: a window's sum
+/// does not depend on how the samples were grouped). Equal to any other, so that it never
+/// makes two states differ.
+#[derive(Debug, Clone, Default)]
+struct PrefixSums {
+    /// The running sum just before the first sample.
+    base: i64,
+    /// The running sum up to and including each sample.
+    sums: Vec<i64>,
+}
+
+impl PartialEq for PrefixSums {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+fn micro_mm(mm: f64) -> i64 {
+    (mm * 1e6).round() as i64
+}
+
+impl PrefixSums {
+    /// Recomputes the sums from sample `from` on.
+    fn update(&mut self, samples: &[(i64, f64)], from: usize) {
+        self.sums.truncate(from);
+        let mut running = self.sums.last().copied().unwrap_or(self.base);
+        for s in samples.get(from..).unwrap_or_default() {
+            running = running.saturating_add(micro_mm(s.1));
+            self.sums.push(running);
+        }
+    }
+
+    /// Forgets the first `n` samples' sums.
+    fn forget(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        match self.sums.get(n - 1) {
+            Some(&before) => {
+                self.base = before;
+                self.sums.drain(..n);
+            }
+            None => {
+                self.base = 0;
+                self.sums.clear();
+            }
+        }
+    }
+
+    /// The sum of samples `from..to`, when the cache matches `len` samples.
+    fn sum(&self, len: usize, from: usize, to: usize) -> Option<f64> {
+        if self.sums.len() != len || from > to || to > len {
+            return None;
+        }
+        let upto = |i: usize| if i == 0 { Some(self.base) } else { self.sums.get(i - 1).copied() };
+        Some(upto(to)?.saturating_sub(upto(from)?) as f64 / 1e6)
     }
 }
 
@@ -465,8 +535,11 @@ impl StationState {
         let start = end.saturating_sub(i64::from(window_h).saturating_mul(HOUR_US));
         let from = self.rain.partition_point(|s| s.0 <= start);
         let to = self.rain.partition_point(|s| s.0 <= end);
+        if let Some(sum) = self.rain_prefix.sum(self.rain.len(), from, to) {
+            return sum;
+        }
         // Folded from +0: an empty window is 0, not the -0 `sum` starts from.
-        self.rain.get(from..to).unwrap_or_default().iter().fold(0.0, |sum, s| sum + s.1)
+        self.rain.get(from..to).unwrap_or_default().iter().fold(0.0, |sum, s| sum + micro_mm(s.1) as f64 / 1e6)
     }
 
     /// The rain samples kept, `(time_us, mm)` in time order.
@@ -506,14 +579,21 @@ impl StationState {
         self.rain_clock_us = Some(end);
         let cutoff = end.saturating_sub(RAIN_HISTORY_US);
         let stale = self.rain.partition_point(|s| s.0 <= cutoff);
-        self.rain.drain(..stale);
+        if stale > 0 {
+            self.rain.drain(..stale);
+            self.rain_prefix.forget(stale);
+        }
     }
 
     fn add_rain(&mut self, time_us: i64, mm: f64) {
         self.advance_rain_clock(time_us);
         let cutoff = self.rain_clock_us.unwrap_or(time_us).saturating_sub(RAIN_HISTORY_US);
         if time_us > cutoff {
-            insert_first_wins(&mut self.rain, time_us, mm);
+            if let Some(at) = insert_first_wins(&mut self.rain, time_us, mm) {
+                // Rebuilt whole if the cache had fallen out of step (e.g. after deserializing).
+                let from = if self.rain_prefix.sums.len() + 1 == self.rain.len() { at } else { 0 };
+                self.rain_prefix.update(&self.rain, from);
+            }
         }
     }
 
