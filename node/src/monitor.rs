@@ -588,12 +588,12 @@ impl StationState {
     fn add_rain(&mut self, time_us: i64, mm: f64) {
         self.advance_rain_clock(time_us);
         let cutoff = self.rain_clock_us.unwrap_or(time_us).saturating_sub(RAIN_HISTORY_US);
-        if time_us > cutoff {
-            if let Some(at) = insert_first_wins(&mut self.rain, time_us, mm) {
-                // Rebuilt whole if the cache had fallen out of step (e.g. after deserializing).
-                let from = if self.rain_prefix.sums.len() + 1 == self.rain.len() { at } else { 0 };
-                self.rain_prefix.update(&self.rain, from);
-            }
+        if time_us > cutoff
+            && let Some(at) = insert_first_wins(&mut self.rain, time_us, mm)
+        {
+            // Rebuilt whole if the cache had fallen out of step (e.g. after deserializing).
+            let from = if self.rain_prefix.sums.len() + 1 == self.rain.len() { at } else { 0 };
+            self.rain_prefix.update(&self.rain, from);
         }
     }
 
