@@ -84,7 +84,18 @@ impl Forwarder {
                     None => break,
                 },
                 message = receipts.recv() => match message {
-                    Some(message) => self.on_receipt(&message, &mut inflight).await,
+                    Some(first) => {
+                        // Every receipt waiting now, in one DELETE: receipts can come one per
+                        // event, and a turn per receipt would fall behind the events.
+                        let mut batch = vec![first];
+                        while let Ok(more) = receipts.try_recv() {
+                            batch.push(more);
+                            if batch.len() >= 1000 {
+                                break;
+                            }
+                        }
+                        self.on_receipts(&batch, &mut inflight).await;
+                    }
                     None => break,
                 },
                 _ = self.wake.notified() => {}
@@ -115,18 +126,20 @@ impl Forwarder {
         }
     }
 
-    async fn on_receipt(&self, message: &Publish, inflight: &mut HashMap<String, Instant>) {
-        let receipt: Receipt = match serde_json::from_slice(&message.payload) {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(error = %e, topic = %message.topic, "a receipt that is not contract v1 JSON was ignored");
-                return;
+    async fn on_receipts(&self, messages: &[Publish], inflight: &mut HashMap<String, Instant>) {
+        let mut ids = Vec::new();
+        for message in messages {
+            match serde_json::from_slice::<Receipt>(&message.payload) {
+                Ok(receipt) => ids.extend(receipt.ids),
+                Err(e) => {
+                    warn!(error = %e, topic = %message.topic, "a receipt that is not contract v1 JSON was ignored")
+                }
             }
-        };
-        for id in &receipt.ids {
+        }
+        for id in &ids {
             inflight.remove(id);
         }
-        match self.store.outbox_receipted(&receipt.ids).await {
+        match self.store.outbox_receipted(&ids).await {
             Ok(n) => {
                 self.metrics.events_receipted.inc_by(n);
             }

@@ -184,7 +184,13 @@ pub enum Link {
 
 /// Creates a client and its event loop. `cap` bounds the request channel (publishes, acks).
 pub fn client(spec: &ClientSpec, cap: usize) -> anyhow::Result<(AsyncClient, EventLoop)> {
-    Ok(AsyncClient::new(options(spec)?, cap))
+    let (client, mut eventloop) = AsyncClient::new(options(spec)?, cap);
+    // Acknowledgements, events and receipts are small packets that should leave at once;
+    // Nagle's algorithm holds them back for the peer's delayed ACK (tens of milliseconds).
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    Ok((client, eventloop))
 }
 
 /// Drives the event loop until `stop` is cancelled: hands publishes to `messages`, link changes

@@ -146,7 +146,7 @@ impl Mosquitto {
             &config,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 20000\n\
-                 persistence false\nlog_dest none\n"
+                 persistence false\nlog_dest none\nset_tcp_nodelay true\n"
             ),
         )
         .expect("write mosquitto.conf");

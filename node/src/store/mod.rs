@@ -1117,17 +1117,31 @@ macro_rules! store_impl {
         }
 
         pub(super) async fn outbox_due(pool: &$pool, now_ms: i64, resend_ms: i64, limit: i64) -> Result<Vec<Pending>, StoreError> {
-            let rows = sqlx::query(
+            // Never sent first (a partial index finds them), then what waited too long for its
+            // receipt — only when there is room left.
+            let mut rows = sqlx::query(
                 "SELECT seq, id, payload, attempts, created_ms FROM outbox \
-                 WHERE last_sent_ms IS NULL \
-                    OR last_sent_ms + (CASE WHEN attempts >= 5 THEN $2 * 32 ELSE ($2 << attempts) END) <= $1 \
-                 ORDER BY seq LIMIT $3",
+                 WHERE last_sent_ms IS NULL ORDER BY seq LIMIT $1",
             )
-            .bind(now_ms)
-            .bind(resend_ms)
             .bind(limit)
             .fetch_all(pool)
             .await?;
+            let room = limit - rows.len() as i64;
+            if room > 0 {
+                rows.extend(
+                    sqlx::query(
+                        "SELECT seq, id, payload, attempts, created_ms FROM outbox \
+                         WHERE last_sent_ms IS NOT NULL \
+                           AND last_sent_ms + (CASE WHEN attempts >= 5 THEN $2 * 32 ELSE ($2 << attempts) END) <= $1 \
+                         ORDER BY seq LIMIT $3",
+                    )
+                    .bind(now_ms)
+                    .bind(resend_ms)
+                    .bind(room)
+                    .fetch_all(pool)
+                    .await?,
+                );
+            }
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 out.push(Pending {
