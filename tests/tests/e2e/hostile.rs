@@ -155,3 +155,31 @@ async fn api_refuses_bad_parameters_with_a_reason() {
     assert_eq!(missing.status(), 404);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_is_kept_with_its_type_and_linked_to_its_report() {
+    let broker = spawn_embedded_broker();
+    let db = TestDb::new(DbKind::Sqlite).await;
+    let node = TestNode::start("media-node", &broker, &db).await;
+    let mut publisher = Publisher::connect(&broker, "media-pub").await;
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    png.extend_from_slice(&[7u8; 1000]);
+    publisher.publish("yingji/v1/report/cam-1", make::report("r-img", "inc-img", "330302", 5)).await;
+    publisher.publish("yingji/v1/media/cam-1/r-img", png.clone()).await;
+    // The same image again (a QoS 1 resend) is stored once.
+    publisher.publish("yingji/v1/media/cam-1/r-img", png.clone()).await;
+    publisher.wait_acked(Duration::from_secs(30)).await;
+    let report = eventually(Duration::from_secs(30), "the report with its image", || async {
+        let page = get_json(&node.url("/api/v1/reports?incident=inc-img")).await;
+        let r = page["items"].as_array()?.first()?.clone();
+        (r["media"].as_array()?.len() == 1).then_some(r)
+    })
+    .await;
+    let sha = report["media"][0].as_str().expect("sha256").to_owned();
+    let response = reqwest::get(node.url(&format!("/api/v1/media/cam-1/r-img/{sha}"))).await.expect("media");
+    assert_eq!(response.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("image/png"));
+    assert_eq!(response.headers().get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"));
+    assert_eq!(response.bytes().await.expect("bytes").as_ref(), png.as_slice());
+    assert_eq!(node.store.counts().await.expect("counts").media, 1);
+    node.shutdown().await;
+}
