@@ -10,3 +10,4 @@ mod placement;
 mod retention;
 mod stats;
 mod store;
+mod tls;
