@@ -347,7 +347,7 @@ impl Config {
                 86_400 * args.hour_retention_d.or(file.hour_retention_d).unwrap_or(3650).max(1),
             ),
             retention_interval: Duration::from_secs(
-                args.retention_interval_s.or(file.retention_interval_s).unwrap_or(600).max(1),
+                args.retention_interval_s.or(file.retention_interval_s).unwrap_or(60).max(1),
             ),
             log: args.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
             id,
@@ -379,7 +379,7 @@ impl Config {
             raw_retention: Duration::from_secs(168 * 3600),
             minute_retention: Duration::from_secs(90 * 86_400),
             hour_retention: Duration::from_secs(3650 * 86_400),
-            retention_interval: Duration::from_secs(600),
+            retention_interval: Duration::from_secs(60),
             log: "info".to_owned(),
         }
     }
