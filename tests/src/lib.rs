@@ -119,6 +119,19 @@ pub fn spawn_embedded_broker() -> MqttUrl {
     MqttUrl { host: "127.0.0.1".into(), port, tls: false }
 }
 
+/// Starts the broker a benchmark asks for: `mosquitto` (a process of its own, kept alive by the
+/// returned handle) or `embedded` (in-process rumqttd).
+pub fn start_broker(kind: &str) -> anyhow::Result<(MqttUrl, Option<Mosquitto>)> {
+    match kind {
+        "mosquitto" => {
+            let m = Mosquitto::start();
+            Ok((m.url.clone(), Some(m)))
+        }
+        "embedded" => Ok((spawn_embedded_broker(), None)),
+        other => bail!("--broker {other:?}: mosquitto or embedded"),
+    }
+}
+
 /// True when the suite may use an external broker (`YINGJI_TEST_MQTT_URL` is set).
 pub fn external_broker_available() -> bool {
     let set = std::env::var("YINGJI_TEST_MQTT_URL").is_ok_and(|u| !u.is_empty());

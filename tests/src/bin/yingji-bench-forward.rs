@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use yingji_node::config::MqttUrl;
 use yingji_proto::topic;
-use yingji_tests::{Mosquitto, NodeProcess, free_port, spawn_embedded_broker};
+use yingji_tests::{NodeProcess, free_port};
 
 /// The node's id: its events come on `yingji/v1/node/bench-fwd/event`.
 const NODE: &str = "bench-fwd";
@@ -724,17 +724,8 @@ async fn main() -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build measures the debug node; run with --release");
     }
-    let mut _mosquitto = None;
-    let url = match o.broker.as_str() {
-        "mosquitto" => {
-            let m = Mosquitto::start();
-            let url = m.url.clone();
-            _mosquitto = Some(m);
-            url
-        }
-        "embedded" => spawn_embedded_broker(),
-        other => bail!("--broker {other:?}: mosquitto or embedded"),
-    };
+    // The handle keeps the benchmark's own Mosquitto running until the end.
+    let (url, _mosquitto) = yingji_tests::start_broker(&o.broker)?;
     println!(
         "broker: {} at {}:{}; {} reports/s for {} s; the node runs yingji-node with SQLite, its hub link on the same broker",
         o.broker, url.host, url.port, o.rate, o.seconds

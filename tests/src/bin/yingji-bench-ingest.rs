@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use yingji_node::config::MqttUrl;
-use yingji_tests::{Mosquitto, NodeProcess, free_port, spawn_embedded_broker};
+use yingji_tests::{NodeProcess, free_port};
 
 struct Options {
     publishers: usize,
@@ -213,17 +213,8 @@ async fn node_run(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = parse_args()?;
-    let mut _mosquitto = None;
-    let url = match o.broker.as_str() {
-        "mosquitto" => {
-            let m = Mosquitto::start();
-            let url = m.url.clone();
-            _mosquitto = Some(m);
-            url
-        }
-        "embedded" => spawn_embedded_broker(),
-        other => bail!("--broker {other:?}: mosquitto or embedded"),
-    };
+    // The handle keeps the benchmark's own Mosquitto running until the end.
+    let (url, _mosquitto) = yingji_tests::start_broker(&o.broker)?;
     println!(
         "broker: {} at {}:{}; publishers: {}; readings per run: {}",
         o.broker, url.host, url.port, o.publishers, o.readings
