@@ -1,0 +1,1 @@
+//! CAP 1.2 (placeholder, being written).
