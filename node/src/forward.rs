@@ -39,10 +39,24 @@ pub struct Settings {
 
 /// The node's status message.
 pub fn status_payload(online: bool) -> Vec<u8> {
-    let status =
-        NodeStatus { online, at: Utc::now().fixed_offset(), version: Some(env!("CARGO_PKG_VERSION").to_owned()) };
+    status_with_outbox(online, None)
+}
+
+/// The node's status with its outbox: how many events wait for a receipt and how old the
+/// oldest is (the hub shows it as the node's lag).
+pub fn status_with_outbox(online: bool, outbox: Option<(u64, f64)>) -> Vec<u8> {
+    let status = NodeStatus {
+        online,
+        at: Utc::now().fixed_offset(),
+        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        outbox: outbox.map(|o| o.0),
+        outbox_oldest_s: outbox.map(|o| o.1),
+    };
     serde_json::to_vec(&status).unwrap_or_default()
 }
+
+/// How often a connected node republishes its status with its outbox.
+pub const STATUS_EVERY: Duration = Duration::from_secs(15);
 
 pub struct Forwarder {
     pub node_id: String,
@@ -66,6 +80,7 @@ impl Forwarder {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_gauge = Instant::now() - Duration::from_secs(60);
+        let mut last_status = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -106,7 +121,12 @@ impl Forwarder {
             }
             if last_gauge.elapsed() >= Duration::from_secs(1) {
                 last_gauge = Instant::now();
-                self.housekeeping().await;
+                let outbox = self.housekeeping().await;
+                if connected && last_status.elapsed() >= STATUS_EVERY {
+                    last_status = Instant::now();
+                    let payload = status_with_outbox(true, outbox);
+                    let _ = self.client.try_publish(topic::node_status(&self.node_id), QoS::AtLeastOnce, true, payload);
+                }
             }
         }
         // Say goodbye: the retained status tells the hub the node stopped on purpose.
@@ -194,7 +214,7 @@ impl Forwarder {
         }
     }
 
-    async fn housekeeping(&self) {
+    async fn housekeeping(&self) -> Option<(u64, f64)> {
         match self.store.outbox_trim(self.settings.max_outbox).await {
             Ok(0) => {}
             Ok(n) => {
@@ -207,10 +227,10 @@ impl Forwarder {
             }
             Err(e) => warn!(error = %e, "could not trim the outbox"),
         }
-        if let Ok((depth, oldest)) = self.store.outbox_depth().await {
-            self.metrics.outbox_depth.set(depth);
-            let age = oldest.map(|o| (Utc::now().timestamp_millis() - o).max(0) as f64 / 1000.0).unwrap_or(0.0);
-            self.metrics.outbox_oldest_seconds.set(age);
-        }
+        let (depth, oldest) = self.store.outbox_depth().await.ok()?;
+        self.metrics.outbox_depth.set(depth);
+        let age = oldest.map(|o| (Utc::now().timestamp_millis() - o).max(0) as f64 / 1000.0).unwrap_or(0.0);
+        self.metrics.outbox_oldest_seconds.set(age);
+        Some((u64::try_from(depth).unwrap_or(0), age))
     }
 }

@@ -57,4 +57,10 @@ pub struct NodeStatus {
     pub at: DateTime<FixedOffset>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Events waiting in the node's outbox for a hub receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<u64>,
+    /// The age in seconds of the oldest of them: the node's lag behind the hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_oldest_s: Option<f64>,
 }

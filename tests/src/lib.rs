@@ -262,6 +262,86 @@ impl Drop for TestNode {
     }
 }
 
+/// A hub running in-process, for tests.
+pub struct TestHub {
+    pub http: SocketAddr,
+    pub store: yingji_hub::store::Store,
+    pub rules: yingji_hub::rules::RuleHandle,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestHub {
+    /// Builds and runs a hub with `config`, and waits until its broker link is up.
+    pub async fn spawn(config: yingji_hub::Config) -> TestHub {
+        init_logging();
+        let hub = yingji_hub::Hub::build(config).await.expect("hub builds");
+        let http = hub.http_addr();
+        let store = hub.store().clone();
+        let rules = hub.rules().clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(hub.run_until_stopped(stop.clone()));
+        let health = format!("http://{http}/healthz");
+        eventually(Duration::from_secs(30), "the hub to connect to its broker", || async {
+            let body: serde_json::Value = reqwest::get(&health).await.ok()?.json().await.ok()?;
+            (body["broker"] == true).then_some(())
+        })
+        .await;
+        // The subscription follows the connection at once; give the SUBACK a moment.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        TestHub { http, store, rules, stop, task: Some(task) }
+    }
+
+    /// A hub on `mqtt` with database `db`, everything else default.
+    pub async fn start(mqtt: &MqttUrl, db: &TestDb) -> TestHub {
+        TestHub::spawn(yingji_hub::Config::for_tests(mqtt.clone(), db.url.clone())).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// A new API token with `role`, stored as `yingji-hub token create` does.
+    pub async fn token(&self, role: &str) -> String {
+        let token = yingji_hub::auth::new_token();
+        self.store.add_token(&yingji_hub::auth::hash(&token), role, "test", 0).await.expect("store token");
+        token
+    }
+
+    /// GET `path` with `token`; the JSON body (panics on a non-2xx answer).
+    pub async fn get(&self, token: &str, path: &str) -> serde_json::Value {
+        let response = reqwest::Client::new().get(self.url(path)).bearer_auth(token).send().await.expect("GET");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        assert!(status.is_success(), "GET {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    }
+
+    /// GET `path` with `token`: the JSON body of a 2xx answer, `None` otherwise (for polling
+    /// until something appears).
+    pub async fn try_get(&self, token: &str, path: &str) -> Option<serde_json::Value> {
+        let response = reqwest::Client::new().get(self.url(path)).bearer_auth(token).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
+    /// Stops gracefully and waits.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("hub task").expect("hub stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 /// The `yingji-node` binary as a child process.
 pub struct NodeProcess {
     child: Child,

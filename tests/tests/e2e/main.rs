@@ -4,6 +4,7 @@ mod connection;
 mod crash;
 mod forward;
 mod hostile;
+mod hub;
 mod ingest;
 mod monitoring;
 mod placement;

@@ -1,1 +1,0 @@
-//! CAP 1.2 (placeholder, being written).
