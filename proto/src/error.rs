@@ -69,11 +69,18 @@ pub enum Code {
     MediaTypeUnsupported,
     /// A stored report could not be accepted for a reason of the node's own (e.g. storage).
     Internal,
+    /// A dispatch order has no `sig` member, or an empty one.
+    MissingSignature,
+    /// A dispatch order's `sig` is not 64 bytes of standard base64, or does not verify against
+    /// any of the hub keys the receiver trusts (the order was changed, or signed by another key).
+    BadSignature,
+    /// The receiver has no hub key to verify a dispatch order with (a node without `hub_key`).
+    NoTrustedKey,
 }
 
 impl Code {
     /// Every code, for documentation and metrics.
-    pub const ALL: [Code; 31] = [
+    pub const ALL: [Code; 34] = [
         Code::InvalidTopic,
         Code::InvalidDeviceId,
         Code::DeviceMismatch,
@@ -105,6 +112,9 @@ impl Code {
         Code::MediaTooLarge,
         Code::MediaTypeUnsupported,
         Code::Internal,
+        Code::MissingSignature,
+        Code::BadSignature,
+        Code::NoTrustedKey,
     ];
 
     /// The stable snake_case name used on the wire and in metrics.
@@ -141,6 +151,9 @@ impl Code {
             Code::MediaTooLarge => "media_too_large",
             Code::MediaTypeUnsupported => "media_type_unsupported",
             Code::Internal => "internal",
+            Code::MissingSignature => "missing_signature",
+            Code::BadSignature => "bad_signature",
+            Code::NoTrustedKey => "no_trusted_key",
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`status`]: device and node status (§3.1, §3.2).
 //! - [`media`]: images attached to reports.
 //! - [`dispatch`]: dispatch orders (§3.6) and acknowledgements (§3.7).
+//! - [`sign`]: signing and verifying dispatch orders (Ed25519 over JCS), hub keys.
 //! - [`event`]: summarized events (§3.5), receipts and reject notices.
 
 pub mod dispatch;
@@ -19,6 +20,7 @@ pub mod event;
 pub mod media;
 pub mod report;
 pub mod senml;
+pub mod sign;
 pub mod status;
 pub mod topic;
 

@@ -12,6 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value as Json, json};
+use yingji_proto::dispatch::{Ack, AckStatus};
 use yingji_proto::media::{self, MediaType};
 use yingji_proto::report::{FieldReport, Hazard, Stage};
 use yingji_proto::senml::{self, Reading, Value};
@@ -28,6 +29,7 @@ const REPORT: &str = "yingji/v1/report/unit-7";
 const SENML: &str = "yingji/v1/senml/gauge-7";
 const STATUS: &str = "yingji/v1/status/gauge-7";
 const MEDIA: &str = "yingji/v1/media/unit-7/r-1";
+const ACK: &str = "yingji/v1/ack/team-3";
 
 fn now() -> DateTime<Utc> {
     Utc.timestamp_opt(NOW_S, 0).single().expect("NOW_S is a valid time")
@@ -43,6 +45,7 @@ enum Parsed {
     Senml(Vec<Reading>),
     Status(DeviceStatus),
     Media(MediaType),
+    Ack(Ack),
 }
 
 impl Parsed {
@@ -68,6 +71,12 @@ impl Parsed {
         match self {
             Parsed::Media(m) => *m,
             other => panic!("expected media, got {other:?}"),
+        }
+    }
+    fn ack(&self) -> &Ack {
+        match self {
+            Parsed::Ack(a) => a,
+            other => panic!("expected an acknowledgement, got {other:?}"),
         }
     }
 }
@@ -112,7 +121,7 @@ fn validate(topic: &str, payload: &[u8]) -> Result<Parsed, yingji_proto::Invalid
         FieldTopic::Senml { device } => senml::parse_pack(payload, &device, now(), &limits).map(Parsed::Senml),
         FieldTopic::Status { device } => DeviceStatus::parse(payload, &device, now(), &limits).map(Parsed::Status),
         FieldTopic::Media { .. } => media::sniff(payload, &limits).map(Parsed::Media),
-        FieldTopic::Ack { .. } => panic!("the table has no ack cases: proto has no ack validator"),
+        FieldTopic::Ack { team } => Ack::parse(payload, &team, now(), &limits).map(Parsed::Ack),
     }
 }
 
@@ -195,6 +204,21 @@ fn status(change: impl FnOnce(&mut Json)) -> Vec<u8> {
     let mut s = json!({"online": true, "battery": 87.5, "at": "2026-09-14T01:59:00Z"});
     change(&mut s);
     serde_json::to_vec(&s).expect("a JSON value serialises")
+}
+
+/// A valid acknowledgement of team-3, with one change.
+fn ack(change: impl FnOnce(&mut Json)) -> Vec<u8> {
+    let mut a = json!({
+        "id": "ack-1",
+        "dispatch": "order-9",
+        "team": "team-3",
+        "status": "en_route",
+        "at": "2026-09-14T09:58:00+08:00",
+        "location": {"lat": 28.1, "lon": 120.7},
+        "note": "two boats, ETA 40 min"
+    });
+    change(&mut a);
+    serde_json::to_vec(&a).expect("a JSON value serialises")
 }
 
 fn pack(records: Json) -> Vec<u8> {
@@ -854,6 +878,53 @@ fn cases() -> Vec<Case> {
             Code::MediaTypeUnsupported,
         ),
         bad("media: a PNG magic cut short", MEDIA, PNG[..4].to_vec(), Code::MediaTypeUnsupported),
+        // ---- acknowledgements ----
+        good("ack: en route with location and note", ACK, ack(|_| {}), |p| {
+            let a = p.ack();
+            assert_eq!((a.id.as_str(), a.dispatch.as_str(), a.team.as_str()), ("ack-1", "order-9", "team-3"));
+            assert_eq!(a.status, AckStatus::EnRoute);
+            assert_eq!(a.at.to_rfc3339(), "2026-09-14T09:58:00+08:00");
+            assert!(a.location.is_some() && a.note.is_some());
+        }),
+        good(
+            "ack: only the required members",
+            ACK,
+            ack(|a| {
+                let o = a.as_object_mut().expect("object");
+                o.remove("location");
+                o.remove("note");
+                o.insert("status".into(), json!("received"));
+            }),
+            |p| assert_eq!(p.ack().status, AckStatus::Received),
+        ),
+        bad("ack: team differs from the topic", ACK, ack(|a| a["team"] = json!("team-4")), Code::DeviceMismatch),
+        bad("ack: unknown status", ACK, ack(|a| a["status"] = json!("lost")), Code::InvalidField),
+        bad("ack: status in capitals", ACK, ack(|a| a["status"] = json!("ACCEPTED")), Code::InvalidField),
+        bad(
+            "ack: no dispatch",
+            ACK,
+            ack(|a| {
+                a.as_object_mut().expect("object").remove("dispatch");
+            }),
+            Code::InvalidField,
+        ),
+        bad("ack: dispatch id with a slash", ACK, ack(|a| a["dispatch"] = json!("o/1")), Code::InvalidId),
+        bad("ack: team id with a space", ACK, ack(|a| a["team"] = json!("team 3")), Code::InvalidDeviceId),
+        bad("ack: at without offset", ACK, ack(|a| a["at"] = json!("2026-09-14T09:58:00")), Code::InvalidTime),
+        bad("ack: at next year", ACK, ack(|a| a["at"] = json!("2027-09-14T09:58:00+08:00")), Code::TimeInFuture),
+        bad("ack: at in 1999", ACK, ack(|a| a["at"] = json!("1999-09-14T09:58:00+08:00")), Code::TimeTooOld),
+        bad(
+            "ack: location out of range",
+            ACK,
+            ack(|a| a["location"] = json!({"lat": 128.1, "lon": 120.7})),
+            Code::CoordinatesOutOfRange,
+        ),
+        bad("ack: location as an array", ACK, ack(|a| a["location"] = json!([120.7, 28.1])), Code::InvalidField),
+        bad("ack: note over 4 KiB", ACK, ack(|a| a["note"] = json!("x".repeat(4097))), Code::TextTooLong),
+        bad("ack: relay_id from a team", ACK, ack(|a| a["relay_id"] = json!("n:ack:team-3:ack-1")), Code::InvalidField),
+        bad("ack: an array", ACK, bytes("[\"ack-1\", \"order-9\"]"), Code::InvalidField),
+        bad("ack: not JSON", ACK, bytes("{\"id\": \"ack-1\","), Code::InvalidJson),
+        bad("ack: 300 KiB", ACK, ack(|a| a["pad"] = json!("x".repeat(300 * 1024))), Code::PayloadTooLarge),
     ]
 }
 
@@ -923,6 +994,9 @@ pinned_codes! {
     MediaTooLarge => "media_too_large",
     MediaTypeUnsupported => "media_type_unsupported",
     Internal => "internal",
+    MissingSignature => "missing_signature",
+    BadSignature => "bad_signature",
+    NoTrustedKey => "no_trusted_key",
 }
 
 #[test]
