@@ -146,6 +146,25 @@ pub fn actions(matched: &[Match], level: Option<u8>) -> Vec<Action> {
         .collect()
 }
 
+/// Where teams go for a level decided at `division`: its reporting region hit hardest (deaths
+/// and missing, then people affected, then code), or the division itself.
+pub fn worst_hit(rows: &[crate::store::ReportRow], division: &str, regions: &Regions) -> String {
+    let score = |r: &crate::store::ReportRow| {
+        let f: yingji_proto::report::Figures = serde_json::from_str(&r.figures).unwrap_or_default();
+        let counts: std::collections::BTreeMap<&str, i64> =
+            f.counts().into_iter().map(|(k, v)| (k, v.unwrap_or(0))).collect();
+        let get = |k: &str| counts.get(k).copied().unwrap_or(0);
+        (get("deaths").saturating_add(get("missing")), get("affected"))
+    };
+    rows.iter()
+        .filter(|r| {
+            yingji_node::stats::lineage(&picture::HubHierarchy(regions), &r.region).iter().any(|d| d == division)
+        })
+        .max_by(|a, b| score(a).cmp(&score(b)).then_with(|| b.region.cmp(&a.region)))
+        .map(|r| r.region.clone())
+        .unwrap_or_else(|| division.to_owned())
+}
+
 /// Judges a subject inside the intake's transaction and records a change of its level.
 #[allow(clippy::too_many_arguments)]
 pub async fn judge(
@@ -155,6 +174,7 @@ pub async fn judge(
     rules: &RuleSet,
     regions: &Regions,
     cap: &CapContext,
+    dispatch: &crate::dispatch::Context,
     now_ms: i64,
     trigger: Option<&str>,
 ) -> Result<Option<Change>, StoreError> {
@@ -220,6 +240,28 @@ pub async fn judge(
     let cap_id = crate::alerts::assessment_alert(cap, tx, &assessment, verdict.hazard.as_deref(), now_ms).await?;
     assessment.cap_id = cap_id.clone();
     tx.insert_assessment(&assessment).await?;
+    // A raised or upgraded incident gets a dispatch proposal for the recommended actions.
+    let proposal = match (subject, change) {
+        (Subject::Incident(id), "raise" | "upgrade") if !actions.is_empty() => {
+            crate::dispatch::propose_in(
+                tx,
+                regions,
+                &dispatch.neighbours,
+                &dispatch.settings,
+                &crate::dispatch::ProposalFor {
+                    incident: id,
+                    exercise,
+                    assessment: Some(&assessment.id),
+                    division: &worst_hit(&rows, &assessment.division, regions),
+                    actions: &actions,
+                    escalated_from: None,
+                },
+                now_ms,
+            )
+            .await?
+        }
+        _ => None,
+    };
     let summary = json!({
         "id": assessment.id,
         "subject": assessment.subject,
@@ -232,6 +274,7 @@ pub async fn judge(
         "rule": assessment.rule,
         "reason": assessment.reason,
         "cap": cap_id,
+        "proposal": proposal,
     });
     tracing::info!(subject = %assessment.subject, exercise, level = ?assessment.level, previous = ?current,
         rule = ?assessment.rule, "response level changed");

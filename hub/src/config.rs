@@ -69,8 +69,9 @@ pub struct Args {
     pub db: Option<String>,
 
     /// Division polygons (GeoJSON; properties `code`, `name`, `parent`), the same file the nodes
-    /// use, covering every node's divisions. Used for roll-up and CAP areas.
-    #[arg(long, env = "YINGJI_HUB_REGIONS", value_name = "FILE")]
+    /// use, covering every node's divisions. Used for roll-up, CAP areas, dispatch destinations
+    /// and neighbouring provinces.
+    #[arg(long, env = "YINGJI_HUB_REGIONS", value_name = "FILE", global = true)]
     pub regions: Option<PathBuf>,
 
     /// The risk rules (TOML; see docs/rules.md). Default: the shipped rules. The file is
@@ -106,6 +107,11 @@ pub struct Args {
     #[arg(long, env = "YINGJI_HUB_CAP_SECTOR", value_name = "DDD")]
     pub cap_sector: Option<String>,
 
+    /// Seconds a team has to receive and accept an order before it is resent (once) and then
+    /// escalated to the next best team.
+    #[arg(long, env = "YINGJI_HUB_ACK_WITHIN_S", value_name = "S")]
+    pub ack_within_s: Option<i64>,
+
     /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info` or `yingji_hub=debug`.
     #[arg(long, env = "YINGJI_HUB_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -123,6 +129,31 @@ pub enum Command {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// Import and export the resource databases (teams, stockpiles, hazards, targets).
+    Resources {
+        #[command(subcommand)]
+        command: ResourcesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResourcesCommand {
+    /// Imports a CSV or GeoJSON file (by its extension): every row, or nothing and an error per
+    /// bad row (line, field, reason). Rows with a known id are updated.
+    Import {
+        /// teams, stockpiles, hazards or targets.
+        kind: String,
+        /// The file (.csv, .geojson or .json).
+        file: PathBuf,
+    },
+    /// Writes a resource database to standard output.
+    Export {
+        /// teams, stockpiles, hazards or targets.
+        kind: String,
+        /// csv or geojson.
+        #[arg(long, default_value = "csv")]
+        format: String,
     },
 }
 
@@ -175,6 +206,7 @@ pub struct Config {
     pub reconnect_max: Duration,
     pub cap_sender: String,
     pub cap_sector: String,
+    pub ack_within_s: i64,
     pub log: String,
 }
 
@@ -205,6 +237,7 @@ pub struct FileConfig {
     pub reconnect_max_s: Option<u64>,
     pub cap_sender: Option<String>,
     pub cap_sector: Option<String>,
+    pub ack_within_s: Option<i64>,
     pub log: Option<String>,
 }
 
@@ -271,6 +304,7 @@ impl Config {
             mqtt_inflight: args.mqtt_inflight.or(file.mqtt_inflight).unwrap_or(1000).max(1),
             reconnect_max: Duration::from_secs(args.reconnect_max_s.or(file.reconnect_max_s).unwrap_or(30).max(1)),
             cap_sector,
+            ack_within_s: args.ack_within_s.or(file.ack_within_s).unwrap_or(600).clamp(10, 86_400),
             log: args.log.clone().or(file.log).unwrap_or_else(|| "info".to_owned()),
         })
     }
@@ -293,6 +327,7 @@ impl Config {
             reconnect_max: Duration::from_secs(2),
             cap_sender: "yingji-hub@test".to_owned(),
             cap_sector: "000".to_owned(),
+            ack_within_s: 600,
             log: "info".to_owned(),
         }
     }
@@ -348,6 +383,6 @@ mod tests {
         let file: FileConfig = toml::from_str(&uncommented).expect("every documented option is a real one");
         assert!(file.mqtt.is_some() && file.db.is_some() && file.log.is_some() && file.cap_sector.is_some());
         let documented = uncommented.lines().filter(|l| l.contains(" = ") && !l.starts_with('#')).count();
-        assert_eq!(documented, 18, "docs/hub.toml documents every option once");
+        assert_eq!(documented, 19, "docs/hub.toml documents every option once");
     }
 }

@@ -25,6 +25,10 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use yingji_node::regions::Regions;
 
+mod dispatch_api;
+
+pub use dispatch_api::{import, to_csv, to_geojson};
+
 use crate::auth::{self, Role};
 use crate::metrics::Metrics;
 use crate::picture;
@@ -44,6 +48,16 @@ pub struct AppState {
     pub rules_file: Option<std::path::PathBuf>,
     /// Cancelled at shutdown: open streams end so that the server can stop.
     pub stop: tokio_util::sync::CancellationToken,
+    /// Signs, books and publishes orders.
+    pub dispatcher: Option<Arc<crate::dispatch::Dispatcher>>,
+}
+
+impl AppState {
+    fn dispatcher(&self) -> Result<&crate::dispatch::Dispatcher, ApiError> {
+        self.dispatcher
+            .as_deref()
+            .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "dispatch is not ready yet"))
+    }
 }
 
 /// Every route: method, path (as in the OpenAPI document) and the least role it needs
@@ -67,6 +81,17 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("get", "/api/v1/rules", Some(Role::Viewer)),
     ("post", "/api/v1/rules/reload", Some(Role::Commander)),
     ("get", "/api/v1/stream", Some(Role::Viewer)),
+    ("get", "/api/v1/keys", None),
+    ("get", "/api/v1/resources/{kind}", Some(Role::Viewer)),
+    ("post", "/api/v1/resources/{kind}", Some(Role::Admin)),
+    ("get", "/api/v1/proposals", Some(Role::Viewer)),
+    ("get", "/api/v1/proposals/{id}", Some(Role::Viewer)),
+    ("patch", "/api/v1/proposals/{id}", Some(Role::Officer)),
+    ("post", "/api/v1/proposals/{id}/approve", Some(Role::Officer)),
+    ("post", "/api/v1/proposals/{id}/reject", Some(Role::Officer)),
+    ("get", "/api/v1/orders", Some(Role::Viewer)),
+    ("get", "/api/v1/orders/{id}", Some(Role::Viewer)),
+    ("get", "/api/v1/audit", Some(Role::Officer)),
 ];
 
 /// The OpenAPI document.
@@ -88,11 +113,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/rules/reload", post(reload_rules))
         .route("/api/v1/stream", get(stream))
+        .route("/api/v1/resources/{kind}", get(dispatch_api::list_resources).post(dispatch_api::import_resources))
+        .route("/api/v1/proposals", get(dispatch_api::proposals))
+        .route("/api/v1/proposals/{id}", get(dispatch_api::proposal).patch(dispatch_api::edit))
+        .route("/api/v1/proposals/{id}/approve", post(dispatch_api::approve))
+        .route("/api/v1/proposals/{id}/reject", post(dispatch_api::reject))
+        .route("/api/v1/orders", get(dispatch_api::orders))
+        .route("/api/v1/orders/{id}", get(dispatch_api::order))
+        .route("/api/v1/audit", get(dispatch_api::audit))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route("/api/v1/keys", get(dispatch_api::keys))
         .merge(api)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /api/v1/openapi.json")
@@ -141,6 +176,8 @@ impl From<crate::store::StoreError> for ApiError {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub role: Role,
+    /// The token's name (who it was made for), for the audit log.
+    pub name: String,
 }
 
 /// The least role a route needs, from [`ROUTES`].
@@ -165,12 +202,12 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         )
         .into_response();
     };
-    let role = match state.store.token_role(&auth::hash(token)).await {
-        Ok(Some(role)) => role.parse::<Role>().ok(),
+    let found = match state.store.token_role(&auth::hash(token)).await {
+        Ok(Some((role, name))) => role.parse::<Role>().ok().map(|r| (r, name)),
         Ok(None) => None,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let Some(role) = role else {
+    let Some((role, name)) = found else {
         state.metrics.auth_refused.get_or_create(&Metrics::reason("bad_token")).inc();
         return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the token is not known to this hub")
             .into_response();
@@ -184,7 +221,8 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         )
         .into_response();
     }
-    request.extensions_mut().insert(Caller { role });
+    let name = if name.is_empty() { format!("{}-token", role.as_str()) } else { name };
+    request.extensions_mut().insert(Caller { role, name });
     next.run(request).await
 }
 
@@ -404,6 +442,7 @@ async fn set_level(
     body: Result<Json<SetLevel>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let _ = &caller.name;
     if body.level.is_some_and(|l| !(1..=4).contains(&l)) {
         return Err(ApiError::bad_request("level is 1..=4 (Ⅰ..Ⅳ) or null"));
     }

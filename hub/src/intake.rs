@@ -45,12 +45,21 @@ pub struct Intake {
     pub stream: broadcast::Sender<Arc<str>>,
     pub batch_max: usize,
     pub cap: Arc<crate::alerts::CapContext>,
+    pub dispatch: Arc<crate::dispatch::Context>,
 }
 
 /// One parsed message.
 enum Item {
     Event(Event),
-    Status { node: String, status: NodeStatus },
+    Status {
+        node: String,
+        status: NodeStatus,
+    },
+    /// A team's acknowledgement relayed by its node.
+    Ack {
+        node: String,
+        ack: yingji_proto::dispatch::RelayedAck,
+    },
     Refused,
 }
 
@@ -185,11 +194,45 @@ impl Intake {
                 outcome.stream.push(json!({"type": "node", "node": node, "status": status}));
             }
         }
+        for item in &items {
+            if let Item::Ack { node, ack } = item {
+                outcome.receipts.entry(node.clone()).or_default().push(ack.relay_id.clone());
+                match crate::dispatch::apply_ack(
+                    &mut tx,
+                    &ack.ack,
+                    &self.regions,
+                    &self.dispatch.neighbours,
+                    &self.dispatch.settings,
+                    now_ms,
+                )
+                .await?
+                {
+                    Ok(Some(o)) => outcome.stream.push(o.stream),
+                    Ok(None) => {
+                        self.metrics.events_duplicate.inc();
+                    }
+                    Err(reason) => {
+                        self.metrics.refused.get_or_create(&Metrics::reason("ack_order")).inc();
+                        warn!(node, ack = %ack.ack.id, reason, "an acknowledgement was refused; it is receipted and dropped");
+                    }
+                }
+            }
+        }
         let rules = self.rules.current();
         for (subject, exercise) in &subjects {
             let trigger = events.iter().rev().find(|e| new.contains(&e.id)).map(|e| e.id.as_str());
-            if let Some(change) =
-                assess::judge(&mut tx, subject, *exercise, &rules, &self.regions, &self.cap, now_ms, trigger).await?
+            if let Some(change) = assess::judge(
+                &mut tx,
+                subject,
+                *exercise,
+                &rules,
+                &self.regions,
+                &self.cap,
+                &self.dispatch,
+                now_ms,
+                trigger,
+            )
+            .await?
             {
                 self.metrics.assessments.inc();
                 self.metrics.rule_errors.inc_by(change.rule_errors);
@@ -333,6 +376,11 @@ impl Intake {
                 Ok(e) if e.id.is_empty() || e.id.len() > 512 => refuse("bad_id", "an event id is 1..=512 bytes".into()),
                 Ok(e) => Item::Event(e),
                 Err(err) => refuse("bad_event", err.to_string()),
+            },
+            "ack" => match yingji_proto::dispatch::RelayedAck::parse(&publish.payload, Utc::now(), &Default::default())
+            {
+                Ok(ack) => Item::Ack { node: node.to_owned(), ack },
+                Err(err) => refuse("bad_ack", format!("{}: {}", err.code.as_str(), err.reason)),
             },
             "status" if publish.payload.is_empty() => Item::Refused,
             "status" => match serde_json::from_slice::<NodeStatus>(&publish.payload) {

@@ -22,10 +22,12 @@ pub mod assess;
 pub mod auth;
 pub mod cap;
 pub mod config;
+pub mod dispatch;
 pub mod http;
 pub mod intake;
 pub mod metrics;
 pub mod picture;
+pub mod resources;
 pub mod rules;
 pub mod store;
 
@@ -58,6 +60,14 @@ pub fn event_filter(shared_group: Option<&str>) -> String {
 
 /// The topic filter of node status (retained).
 pub const STATUS_FILTER: &str = "yingji/v1/node/+/status";
+
+/// The topic filter of team acknowledgements relayed by nodes.
+pub fn ack_filter(shared_group: Option<&str>) -> String {
+    match shared_group {
+        Some(g) => format!("$share/{g}/yingji/v1/node/+/ack"),
+        None => "yingji/v1/node/+/ack".to_owned(),
+    }
+}
 
 /// A hub that has opened everything it needs and is ready to run.
 pub struct Hub {
@@ -175,6 +185,7 @@ impl Hub {
             let connected = connected.clone();
             let metrics = self.metrics.clone();
             let filter = event_filter(self.config.shared_group.as_deref());
+            let acks = ack_filter(self.config.shared_group.as_deref());
             let stop = stop.clone();
             tasks.spawn(async move {
                 loop {
@@ -186,7 +197,7 @@ impl Hub {
                         mqtt::Link::Up { .. } => {
                             connected.store(true, Ordering::Relaxed);
                             metrics.broker_connected.set(1);
-                            let filters = [filter.clone(), STATUS_FILTER.to_owned()]
+                            let filters = [filter.clone(), acks.clone(), STATUS_FILTER.to_owned()]
                                 .into_iter()
                                 .map(|t| rumqttc::SubscribeFilter::new(t, rumqttc::QoS::AtLeastOnce));
                             if let Err(e) = client.subscribe_many(filters).await {
@@ -213,6 +224,38 @@ impl Hub {
             sector: self.config.cap_sector.clone(),
             regions: self.regions.clone(),
         });
+        let dispatch_context = Arc::new(dispatch::Context {
+            neighbours: dispatch::neighbours(&self.regions),
+            settings: dispatch::Settings { ack_within_s: self.config.ack_within_s, ..Default::default() },
+        });
+        let key = dispatch::signing_key(&self.store).await.context("the hub's signing key")?;
+        let dispatcher = Arc::new(dispatch::Dispatcher {
+            store: self.store.clone(),
+            client: client.clone(),
+            key,
+            regions: self.regions.clone(),
+            neighbours: Arc::new(dispatch_context.neighbours.clone()),
+            settings: dispatch_context.settings.clone(),
+            stream: self.stream.clone(),
+            postgres: self.store.kind() == store::Kind::Postgres,
+        });
+        {
+            let dispatcher = dispatcher.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(1));
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = every.tick() => {}
+                    }
+                    if let Err(e) = dispatcher.tick(chrono::Utc::now().timestamp_millis()).await {
+                        warn!(error = %e, "the overdue check failed; it runs again in a second");
+                    }
+                }
+            });
+        }
         let intake_stop = CancellationToken::new();
         let intake = intake::Intake {
             store: self.store.clone(),
@@ -223,6 +266,7 @@ impl Hub {
             stream: self.stream.clone(),
             batch_max: self.config.batch_max,
             cap,
+            dispatch: dispatch_context,
         };
         let intake_task = tokio::spawn(intake.run(messages_rx, intake_stop.clone()));
 
@@ -235,9 +279,10 @@ impl Hub {
             connected,
             rules_file: self.rules_file.clone(),
             stop: stop.clone(),
+            dispatcher: Some(dispatcher.clone()),
         };
         let http_stop = stop.clone();
-        let server = axum::serve(self.http, http::router(state))
+        let server = axum::serve(self.http, http::router(state).into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { http_stop.cancelled().await });
         tasks.spawn(async move {
             if let Err(e) = server.await {

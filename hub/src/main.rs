@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use yingji_hub::config::{Args, Command, Config, RulesCommand, TokenCommand};
+use yingji_hub::config::{Args, Command, Config, ResourcesCommand, RulesCommand, TokenCommand};
 use yingji_hub::rules::{self, RuleSet};
 
 #[tokio::main]
@@ -16,6 +16,7 @@ async fn main() -> ExitCode {
         Some(Command::Token { command: TokenCommand::Create { role, name } }) => {
             return token_create(&args, role, name).await;
         }
+        Some(Command::Resources { command }) => return resources_command(&args, command).await,
         None => {}
     }
     let config = match Config::resolve(&args) {
@@ -85,6 +86,96 @@ async fn token_create(args: &Args, role: &str, name: &str) -> ExitCode {
     eprintln!("created a {} token; it is shown once, only its hash is kept:", role.as_str());
     println!("{token}");
     ExitCode::SUCCESS
+}
+
+async fn resources_command(args: &Args, command: &ResourcesCommand) -> ExitCode {
+    use yingji_hub::resources::{self, Kind};
+    let fail = |code: u8, message: String| {
+        eprintln!("yingji-hub resources: {message}");
+        ExitCode::from(code)
+    };
+    let config = match Config::resolve(args) {
+        Ok(c) => c,
+        Err(e) => return fail(2, format!("{e:#}")),
+    };
+    let (ResourcesCommand::Import { kind, .. } | ResourcesCommand::Export { kind, .. }) = command;
+    let Some(kind) = Kind::parse(kind) else {
+        return fail(2, format!("{kind:?}: teams, stockpiles, hazards or targets"));
+    };
+    let store = match yingji_hub::store::Store::connect(&config.db).await {
+        Ok(s) => s,
+        Err(e) => return fail(1, format!("{e} ({})", yingji_node::redact(&config.db))),
+    };
+    let code = match command {
+        ResourcesCommand::Import { file, .. } => {
+            let regions = match &config.regions {
+                Some(p) => match yingji_node::regions::Regions::load(p) {
+                    Ok(r) => r,
+                    Err(e) => return fail(1, format!("{e:#}")),
+                },
+                None => Default::default(),
+            };
+            let text = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) => return fail(1, format!("reading {}: {e}", file.display())),
+            };
+            let content_type = match file.extension().and_then(|e| e.to_str()) {
+                Some("csv") => "text/csv",
+                _ => "application/geo+json",
+            };
+            let locate = |lat: f64, lon: f64| {
+                regions.locate(lat, lon).map(|d| yingji_hub::picture::province_of(&regions, &d.code))
+            };
+            match resources::parse(kind, content_type, &text, &locate) {
+                Ok(records) => {
+                    let actor = yingji_hub::dispatch::Actor {
+                        who: std::env::var("USER").unwrap_or_else(|_| "operator".into()),
+                        role: "admin".into(),
+                        remote: "cli".into(),
+                    };
+                    match yingji_hub::http::import(&store, &records, &actor, kind).await {
+                        Ok(n) => {
+                            println!("imported {n} {}", kind.as_str());
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => fail(1, e.to_string()),
+                    }
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{}:{e}", file.display());
+                    }
+                    fail(1, format!("{} rows refused; nothing was imported", errors.len()))
+                }
+            }
+        }
+        ResourcesCommand::Export { format, .. } => {
+            let items: Vec<serde_json::Value> = match kind {
+                Kind::Teams => {
+                    store.teams().await.map(|v| v.iter().map(|t| serde_json::to_value(t).unwrap_or_default()).collect())
+                }
+                Kind::Stockpiles => store
+                    .stockpiles()
+                    .await
+                    .map(|v| v.iter().map(|t| serde_json::to_value(t).unwrap_or_default()).collect()),
+                Kind::Hazards | Kind::Targets => store.places(kind).await,
+            }
+            .unwrap_or_default();
+            match format.as_str() {
+                "csv" => {
+                    print!("{}", yingji_hub::http::to_csv(kind, &items));
+                    ExitCode::SUCCESS
+                }
+                "geojson" => {
+                    println!("{}", yingji_hub::http::to_geojson(&items));
+                    ExitCode::SUCCESS
+                }
+                other => fail(2, format!("--format {other:?}: csv or geojson")),
+            }
+        }
+    };
+    store.close().await;
+    code
 }
 
 fn rules_command(command: &RulesCommand) -> ExitCode {

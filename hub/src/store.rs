@@ -8,6 +8,9 @@
 
 use std::time::Duration;
 
+mod dispatch;
+pub use dispatch::*;
+
 use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Row};
@@ -24,6 +27,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("stored data is not usable: {0}")]
+    Corrupt(String),
 }
 
 /// Rows per multi-row INSERT: under both databases' bind limits.
@@ -280,12 +285,13 @@ impl Store {
         rows.iter().map(EventRow::from_row).collect()
     }
 
-    /// The role of the token whose SHA-256 is `hash`.
-    pub async fn token_role(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT role FROM tokens WHERE hash = $1")
+    /// The role and name of the token whose SHA-256 is `hash`.
+    pub async fn token_role(&self, hash: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT role, name FROM tokens WHERE hash = $1")
             .bind(hash)
             .fetch_optional(&self.reader)
-            .await?)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
     pub async fn add_token(&self, hash: &str, role: &str, name: &str, now_ms: i64) -> Result<(), StoreError> {

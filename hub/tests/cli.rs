@@ -38,7 +38,10 @@ async fn token_create_prints_the_token_alone_on_its_last_line_and_keeps_only_its
     let token = stdout.lines().last().unwrap().trim().to_owned();
     assert!(token.starts_with("yj_") && !token.contains(' '), "{stdout}");
     let store = yingji_hub::store::Store::connect(&db).await.unwrap();
-    assert_eq!(store.token_role(&yingji_hub::auth::hash(&token)).await.unwrap().as_deref(), Some("officer"));
+    assert_eq!(
+        store.token_role(&yingji_hub::auth::hash(&token)).await.unwrap().map(|r| r.0).as_deref(),
+        Some("officer")
+    );
     assert_eq!(store.token_role(&token).await.unwrap(), None, "the token itself is not stored");
     store.close().await;
     let bad = hub().args(["token", "create", "--role", "root", "--db", &db]).output().unwrap();

@@ -128,6 +128,11 @@ impl Regions {
         out
     }
 
+    /// Every division, in file order.
+    pub fn divisions(&self) -> &[Division] {
+        &self.divisions
+    }
+
     pub fn len(&self) -> usize {
         self.divisions.len()
     }

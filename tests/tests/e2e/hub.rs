@@ -174,7 +174,7 @@ async fn the_api_needs_a_token_and_the_right_role() {
             if path == "/api/v1/stream" {
                 continue;
             }
-            let concrete = path.replace("{id}", "x").replace("{identifier}", "x.xml");
+            let concrete = path.replace("{id}", "x").replace("{identifier}", "x.xml").replace("{kind}", "teams");
             let r = client
                 .request(method.to_uppercase().parse().expect("method"), hub.url(&concrete))
                 .bearer_auth(&admin)

@@ -5,6 +5,7 @@ mod crash;
 mod forward;
 mod hostile;
 mod hub;
+mod hub_dispatch;
 mod ingest;
 mod monitoring;
 mod placement;
