@@ -163,6 +163,11 @@ impl Intake {
         let mut subjects: BTreeSet<(Subject, bool)> = BTreeSet::new();
         let mut per_node: BTreeMap<&str, i64> = BTreeMap::new();
         let mut incident_regions: [Option<IncidentRegions>; 2] = [None, None];
+        // Reports first, reduced to what counts: per (incident, exercise, region) only the
+        // superseding report of the batch is upserted, and each incident is touched once.
+        let mut latest: BTreeMap<(String, bool, String), ReportRow> = BTreeMap::new();
+        let mut touched: BTreeMap<(String, bool), (String, i64, i64, i64)> = BTreeMap::new();
+        let mut rest = Vec::new();
         for e in &events {
             let kind = Metrics::kind(&e.kind);
             self.metrics.events_received.get_or_create(&kind).inc();
@@ -173,8 +178,37 @@ impl Intake {
             *per_node.entry(e.node.as_str()).or_default() += 1;
             self.metrics.events_new.get_or_create(&kind).inc();
             let Some(event) = parsed.get(&e.id) else { continue };
-            self.apply(&mut tx, event, &mut subjects, &mut incident_regions, &mut outcome, now_ms).await?;
             outcome.stream.push(json!({"type": "event", "event": event}));
+            match report_row(event) {
+                Some(row) => {
+                    let t = touched
+                        .entry((row.incident.clone(), row.exercise))
+                        .or_insert_with(|| (row.hazard.clone(), row.observed_ms, row.observed_ms, 0));
+                    t.1 = t.1.min(row.observed_ms);
+                    t.2 = t.2.max(row.observed_ms);
+                    t.3 += 1;
+                    let key = (row.incident.clone(), row.exercise, row.region.clone());
+                    match latest.get(&key) {
+                        Some(current)
+                            if (current.observed_ms, &current.report_id, &current.device)
+                                >= (row.observed_ms, &row.report_id, &row.device) => {}
+                        _ => {
+                            latest.insert(key, row);
+                        }
+                    }
+                }
+                None => rest.push(*event),
+            }
+        }
+        for ((incident, exercise), (hazard, first, last, count)) in &touched {
+            tx.touch_incident(incident, *exercise, hazard, *first, *last, *count).await?;
+            subjects.insert((Subject::Incident(incident.clone()), *exercise));
+        }
+        for row in latest.values() {
+            tx.upsert_report(row).await?;
+        }
+        for event in rest {
+            self.apply(&mut tx, event, &mut subjects, &mut incident_regions, &mut outcome, now_ms).await?;
         }
         for (node, count) in per_node {
             tx.node_seen(node, count, now_ms).await?;
@@ -261,33 +295,6 @@ impl Intake {
         let body = &event.body;
         let str_of = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         match kind_name(event).as_str() {
-            "report" => {
-                let Some(incident) =
-                    event.incident.clone().or_else(|| body.get("incident").and_then(|v| v.as_str()).map(str::to_owned))
-                else {
-                    return Ok(());
-                };
-                let observed_ms = chrono::DateTime::parse_from_rfc3339(&str_of("observed_at"))
-                    .map(|t| t.timestamp_millis())
-                    .unwrap_or_else(|_| event.at.timestamp_millis());
-                let hazard = str_of("hazard");
-                let row = ReportRow {
-                    incident: incident.clone(),
-                    exercise: event.exercise,
-                    region: if event.region.is_empty() { str_of("region") } else { event.region.clone() },
-                    node: event.node.clone(),
-                    device: str_of("device"),
-                    report_id: str_of("id"),
-                    observed_ms,
-                    stage: str_of("stage"),
-                    hazard: hazard.clone(),
-                    figures: body.get("figures").map(|f| f.to_string()).unwrap_or_else(|| "{}".to_owned()),
-                };
-                tx.touch_incident(&incident, event.exercise, &hazard, observed_ms).await?;
-                tx.upsert_report(&row).await?;
-                incident_regions[usize::from(event.exercise)] = None;
-                subjects.insert((Subject::Incident(incident), event.exercise));
-            }
             "warning" => {
                 let Some(key) = crate::picture::warning_key(&event.node, event.incident.as_deref(), body) else {
                     return Ok(());
@@ -390,6 +397,33 @@ impl Intake {
             _ => refuse("topic", format!("unexpected {what:?}")),
         }
     }
+}
+
+/// The statistics row of a report event; `None` for any other event (or a report without an
+/// incident).
+fn report_row(event: &Event) -> Option<ReportRow> {
+    if event.kind != yingji_proto::event::EventKind::Report {
+        return None;
+    }
+    let body = &event.body;
+    let str_of = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let incident =
+        event.incident.clone().or_else(|| body.get("incident").and_then(|v| v.as_str()).map(str::to_owned))?;
+    let observed_ms = chrono::DateTime::parse_from_rfc3339(&str_of("observed_at"))
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_else(|_| event.at.timestamp_millis());
+    Some(ReportRow {
+        incident,
+        exercise: event.exercise,
+        region: if event.region.is_empty() { str_of("region") } else { event.region.clone() },
+        node: event.node.clone(),
+        device: str_of("device"),
+        report_id: str_of("id"),
+        observed_ms,
+        stage: str_of("stage"),
+        hazard: str_of("hazard"),
+        figures: body.get("figures").map(|f| f.to_string()).unwrap_or_else(|| "{}".to_owned()),
+    })
 }
 
 fn kind_name(e: &Event) -> String {

@@ -708,24 +708,29 @@ impl Tx {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Opens an incident at its first report, or widens its time span.
+    /// Opens an incident at its first reports, or widens its time span and counts them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn touch_incident(
         &mut self,
         id: &str,
         exercise: bool,
         hazard: &str,
-        at_ms: i64,
+        first_ms: i64,
+        last_ms: i64,
+        reports: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO incidents (id, exercise, hazard, first_ms, last_ms, reports) VALUES ($1, $2, $3, $4, $4, 1) \
-             ON CONFLICT (id, exercise) DO UPDATE SET reports = incidents.reports + 1, \
+            "INSERT INTO incidents (id, exercise, hazard, first_ms, last_ms, reports) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id, exercise) DO UPDATE SET reports = incidents.reports + excluded.reports, \
              first_ms = CASE WHEN excluded.first_ms < incidents.first_ms THEN excluded.first_ms ELSE incidents.first_ms END, \
              last_ms = CASE WHEN excluded.last_ms > incidents.last_ms THEN excluded.last_ms ELSE incidents.last_ms END",
         )
         .bind(id)
         .bind(i64::from(exercise))
         .bind(hazard)
-        .bind(at_ms)
+        .bind(first_ms)
+        .bind(last_ms)
+        .bind(reports)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
