@@ -9,7 +9,9 @@
 //!
 //! Several fake nodes publish summarized events at QoS 1 as fast as the broker takes them: report
 //! events (each a new report for one of 40 counties of the node's province, so every batch
-//! updates statistics and the rules judge the incident) and one warning event in ten. Each node
+//! updates statistics and the rules judge the incident) and one warning event in ten
+//! (`--warnings-every N`, 0 for none; each changes a station's colour, so each is a CAP alert).
+//! Each node
 //! counts the distinct ids receipted on its receipt topic. The figure is events committed and
 //! receipted per second, from the first publish to the last receipt. PostgreSQL is
 //! `YINGJI_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`), in a fresh schema.
@@ -27,10 +29,13 @@ struct Options {
     nodes: usize,
     db: String,
     broker: String,
+    /// One event in this many is a warning (0: none).
+    warnings_every: usize,
 }
 
 fn parse_args() -> anyhow::Result<Options> {
-    let mut o = Options { events: 40_000, nodes: 4, db: "postgres".into(), broker: "mosquitto".into() };
+    let mut o =
+        Options { events: 40_000, nodes: 4, db: "postgres".into(), broker: "mosquitto".into(), warnings_every: 10 };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -39,6 +44,7 @@ fn parse_args() -> anyhow::Result<Options> {
             "--nodes" => o.nodes = value()?.parse().context("--nodes: how many publishing nodes")?,
             "--db" => o.db = value()?,
             "--broker" => o.broker = value()?,
+            "--warnings-every" => o.warnings_every = value()?.parse().context("--warnings-every: N (0 for none)")?,
             "--help" | "-h" => {
                 println!(
                     "yingji-bench-hub [--events N] [--nodes K] [--db postgres|sqlite] [--broker mosquitto|embedded]"
@@ -51,9 +57,9 @@ fn parse_args() -> anyhow::Result<Options> {
     Ok(o)
 }
 
-fn event(node: &str, province: u32, i: usize) -> (String, Vec<u8>) {
+fn event(node: &str, province: u32, i: usize, warnings_every: usize) -> (String, Vec<u8>) {
     let county = format!("{province}{:02}{:02}", 1 + (i / 10) % 4, 1 + i % 10);
-    if i % 10 == 9 {
+    if warnings_every > 0 && i % warnings_every == warnings_every - 1 {
         let id = format!("{node}:warning:{i}");
         let colour = ["blue", "yellow", "orange", "red"][(i / 10) % 4];
         let body = json!({"station": format!("g{}", i % 50), "metric": {"kind": "rain", "window_h": 3},
@@ -100,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     for n in 0..o.nodes {
         let url = broker.clone();
+        let warnings_every = o.warnings_every;
         tasks.push(tokio::spawn(async move {
             let node = format!("bench{n}");
             let mut options = MqttOptions::new(format!("{node}-client"), url.host.clone(), url.port);
@@ -112,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
                 let node = node.clone();
                 tokio::spawn(async move {
                     for i in 0..per_node {
-                        let (_, payload) = event(&node, province, i);
+                        let (_, payload) = event(&node, province, i, warnings_every);
                         if client
                             .publish(yingji_proto::topic::node_event(&node), QoS::AtLeastOnce, false, payload)
                             .await
