@@ -17,6 +17,9 @@ use serde::Deserialize;
 /// A QoS 1 message is acknowledged to the broker only after the transaction that stores it has
 /// committed, so a crash never loses an acknowledged message.
 ///
+/// It also relays the hub's signed dispatch orders down to the teams (only those whose
+/// signature verifies against --hub-key) and the teams' acknowledgements up to the hub.
+///
 /// With no --mqtt it starts an embedded MQTT broker on 127.0.0.1:1883; with no --db it keeps
 /// its data in ./yingji-node-<ID>.db (SQLite, created if missing).
 ///
@@ -100,11 +103,20 @@ pub struct Args {
     #[arg(long, env = "YINGJI_NODE_RECONNECT_MAX_S", value_name = "S")]
     pub reconnect_max_s: Option<u64>,
 
-    /// The hub's broker, where summarized events go up and receipts come back:
+    /// The hub's broker, where summarized events and team acknowledgements go up and receipts
+    /// and dispatch orders come back:
     /// mqtt://HOST:PORT or mqtts://HOST:PORT (same CA and credentials as --mqtt).
     /// Default: the field broker.
     #[arg(long, env = "YINGJI_NODE_HUB_MQTT", value_name = "URL")]
     pub hub_mqtt: Option<String>,
+
+    /// The hub's public keys, to verify dispatch orders with: a file of standard base64 Ed25519
+    /// public keys (32 bytes each), one per line, `#` starting a comment. The node relays an
+    /// order from yingji/v1/node/<ID>/dispatch to yingji/v1/dispatch/<TEAM> only if its
+    /// signature verifies against one of them; list two while the hub rotates its key.
+    /// Without it every order is refused (and reported to the hub).
+    #[arg(long, env = "YINGJI_NODE_HUB_KEY", value_name = "FILE")]
+    pub hub_key: Option<PathBuf>,
 
     /// The most events sent to the hub and not yet receipted.
     #[arg(long, env = "YINGJI_NODE_FORWARD_INFLIGHT", value_name = "N")]
@@ -173,6 +185,7 @@ struct FileConfig {
     mqtt_keep_alive_s: Option<u64>,
     reconnect_max_s: Option<u64>,
     hub_mqtt: Option<String>,
+    hub_key: Option<PathBuf>,
     forward_inflight: Option<usize>,
     forward_resend_ms: Option<u64>,
     outbox_max: Option<i64>,
@@ -253,6 +266,8 @@ pub struct Config {
     pub reconnect_max: Duration,
     /// The hub's broker; `None` means the field broker.
     pub hub: Option<MqttUrl>,
+    /// The file of the hub's public keys (see [`load_hub_keys`]); `None`: orders are refused.
+    pub hub_key: Option<PathBuf>,
     pub forward_inflight: usize,
     pub forward_resend: Duration,
     pub outbox_max: i64,
@@ -330,6 +345,7 @@ impl Config {
             ),
             reconnect_max: Duration::from_secs(args.reconnect_max_s.or(file.reconnect_max_s).unwrap_or(30).max(1)),
             hub: args.hub_mqtt.or(file.hub_mqtt).map(|u| MqttUrl::parse(&u)).transpose()?,
+            hub_key: args.hub_key.or(file.hub_key),
             forward_inflight: args.forward_inflight.or(file.forward_inflight).unwrap_or(500).max(1),
             forward_resend: Duration::from_millis(
                 args.forward_resend_ms.or(file.forward_resend_ms).unwrap_or(2000).clamp(50, 3_600_000),
@@ -371,6 +387,7 @@ impl Config {
             mqtt_keep_alive: Duration::from_secs(30),
             reconnect_max: Duration::from_secs(2),
             hub: None,
+            hub_key: None,
             forward_inflight: 500,
             forward_resend: Duration::from_millis(200),
             outbox_max: 1_000_000,
@@ -383,6 +400,34 @@ impl Config {
             log: "info".to_owned(),
         }
     }
+}
+
+/// Reads the hub's public keys: standard base64 of 32 raw bytes, one per line; `#` starts a
+/// comment, blank lines are skipped. A file without a key, or with a line that is not one, is
+/// an error that names the line.
+pub fn load_hub_keys(path: &Path) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the hub key file {}", path.display()))?;
+    parse_hub_keys(&text).with_context(|| format!("the hub key file {} is not valid", path.display()))
+}
+
+/// The keys of a hub key file's text (see [`load_hub_keys`]).
+pub fn parse_hub_keys(text: &str) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let key =
+            yingji_proto::sign::parse_public_key(line).map_err(|e| anyhow::anyhow!("line {}: {}", n + 1, e.reason))?;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    if keys.is_empty() {
+        bail!("it holds no key: put the hub's public key (standard base64, from the hub's /api/v1/keys) on a line");
+    }
+    Ok(keys)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -460,6 +505,25 @@ mod tests {
         let file: FileConfig = toml::from_str(&uncommented).expect("every documented option is a real one");
         assert!(file.mqtt.is_some() && file.db.is_some() && file.log.is_some() && file.reconnect_max_s.is_some());
         let documented = uncommented.lines().filter(|l| l.contains(" = ") && !l.starts_with('#')).count();
-        assert_eq!(documented, 26, "docs/node.toml documents every option once");
+        assert_eq!(documented, 27, "docs/node.toml documents every option once");
+    }
+
+    #[test]
+    fn hub_key_files_hold_keys_comments_and_blank_lines() {
+        let a = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
+        let b = ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key();
+        let (ta, tb) = (yingji_proto::sign::public_key_base64(&a), yingji_proto::sign::public_key_base64(&b));
+        let text = format!("# the hub's keys\n\n{ta}  # current\n  {tb}\n{ta}\n");
+        assert_eq!(parse_hub_keys(&text).expect("keys"), vec![a, b]);
+        let err = parse_hub_keys(&format!("{ta}\nnot a key\n")).expect_err("refused");
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+        assert!(parse_hub_keys("# nothing here\n").is_err());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hub.keys");
+        std::fs::write(&path, format!("{ta}\n")).expect("write");
+        let args = Args { id: Some("n".into()), hub_key: Some(path.clone()), ..Args::default() };
+        assert_eq!(Config::resolve(args).expect("resolve").hub_key, Some(path.clone()));
+        assert_eq!(load_hub_keys(&path).expect("load"), vec![a]);
+        assert!(load_hub_keys(&dir.path().join("missing")).is_err());
     }
 }

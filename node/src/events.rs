@@ -111,6 +111,67 @@ pub fn media(node: &str, m: &NewMedia, region: &str, exercise: bool) -> OutboxEv
     )
 }
 
+/// The outbox kind of a team acknowledgement relayed to the hub: published on
+/// `yingji/v1/node/{id}/ack` instead of the event topic, receipted by its relay id like an event.
+pub const KIND_ACK: &str = "ack";
+
+/// The outbox row of a team acknowledgement that [`yingji_proto::dispatch::Ack::parse`]
+/// accepted: the team's JSON as received with `relay_id` in front; the relay id is the row's id.
+pub fn ack(node: &str, team: &str, ack_id: &str, received: &[u8]) -> Result<OutboxEvent, yingji_proto::Invalid> {
+    use yingji_proto::dispatch::RelayedAck;
+    let relay_id = RelayedAck::relay_id(node, team, ack_id);
+    let payload = RelayedAck::payload(received, &relay_id)?;
+    let payload = String::from_utf8(payload)
+        .map_err(|_| yingji_proto::Invalid::new(yingji_proto::Code::InvalidJson, "the acknowledgement is not UTF-8"))?;
+    Ok(OutboxEvent {
+        id: relay_id,
+        kind: KIND_ACK,
+        coalesce_key: None,
+        payload,
+        created_ms: Utc::now().timestamp_millis(),
+    })
+}
+
+/// The warning event of a dispatch order the node refused: `{"type": "dispatch_refused",
+/// "order", "team", "code", "reason"}`, with the order's id, team, incident, region and
+/// exercise flag where the payload shows valid ones (`null`, `unknown`, `false` where not).
+/// The id comes from the payload's bytes, so a redelivered order makes no second event.
+pub fn dispatch_refused(node: &str, payload: &[u8], refusal: &yingji_proto::Invalid) -> OutboxEvent {
+    use sha2::{Digest, Sha256};
+    let peeked: serde_json::Value = if payload.len() <= yingji_proto::MAX_JSON_BYTES {
+        serde_json::from_slice(payload).unwrap_or_default()
+    } else {
+        serde_json::Value::Null
+    };
+    let text = |field: &str| peeked.get(field).and_then(|v| v.as_str());
+    let order = text("id").filter(|id| yingji_proto::valid_id(id).is_ok());
+    let team = text("team").filter(|t| yingji_proto::topic::valid_device_id(t).is_ok());
+    let incident = text("incident").filter(|i| yingji_proto::valid_id(i).is_ok());
+    let region =
+        text("region").filter(|r| yingji_proto::report::valid_region(r).is_ok()).unwrap_or(crate::regions::UNKNOWN);
+    let exercise = peeked.get("exercise").and_then(|v| v.as_bool()).unwrap_or(false);
+    let digest = Sha256::digest(payload);
+    let hash: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let body = json!({
+        "type": "dispatch_refused",
+        "order": order,
+        "team": team,
+        "code": refusal.code.as_str(),
+        "reason": refusal.reason,
+    });
+    event(
+        node,
+        format!("{node}:dispatch_refused:{hash}"),
+        EventKind::Warning,
+        Utc::now().timestamp_millis(),
+        exercise,
+        region,
+        incident,
+        body,
+        None,
+    )
+}
+
 /// The division hierarchy a node rolls statistics up by: the regions file where it knows a
 /// code, the shape of the GB/T 2260 code elsewhere (a county's prefecture is its first four
 /// digits and `00`), so that reports naming divisions missing from the file still add up.

@@ -4,8 +4,13 @@
 //! drop what it queued for an absent subscriber. What stays unreceipted is sent again with
 //! backoff (2 s, 4 s, … 64 s); after the hub link comes back, everything waiting is due at once.
 //!
+//! Team acknowledgements travel through the same outbox (rows of kind `ack`), published on
+//! `yingji/v1/node/{id}/ack` and receipted by their relay id like events.
+//!
 //! The hub link also carries the node's retained status (`yingji/v1/node/{id}/status`), with a
-//! will message that says `online: false` when the node dies.
+//! will message that says `online: false` when the node dies, and brings the hub's dispatch
+//! orders (`yingji/v1/node/{id}/dispatch`, subscribed here on every connection; the
+//! [`crate::relay`] verifies and relays them).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -138,8 +143,11 @@ impl Forwarder {
         info!(node = %self.node_id, "hub link up: publishing status and resending what waits for a receipt");
         let _ =
             self.client.publish(topic::node_status(&self.node_id), QoS::AtLeastOnce, true, status_payload(true)).await;
-        if let Err(e) = self.client.subscribe(topic::node_receipt(&self.node_id), QoS::AtLeastOnce).await {
-            warn!(error = %e, "could not subscribe to receipts");
+        // A clean session forgets subscriptions: subscribe on every connection.
+        let filters = [topic::node_receipt(&self.node_id), topic::node_dispatch(&self.node_id)]
+            .map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
+        if let Err(e) = self.client.subscribe_many(filters).await {
+            warn!(error = %e, "could not subscribe to receipts and dispatch orders");
         }
         if let Err(e) = self.store.outbox_reset().await {
             warn!(error = %e, "could not mark the outbox due");
@@ -189,12 +197,12 @@ impl Forwarder {
             if inflight.contains_key(&event.id) {
                 continue;
             }
-            match self.client.try_publish(
-                topic::node_event(&self.node_id),
-                QoS::AtLeastOnce,
-                false,
-                event.payload.into_bytes(),
-            ) {
+            let to = if event.kind == crate::events::KIND_ACK {
+                topic::node_ack(&self.node_id)
+            } else {
+                topic::node_event(&self.node_id)
+            };
+            match self.client.try_publish(to, QoS::AtLeastOnce, false, event.payload.into_bytes()) {
                 Ok(()) => {
                     if event.attempts > 0 {
                         self.metrics.events_resent.inc();

@@ -6,6 +6,10 @@
 //! its first message. A refused message is acknowledged too (it must not come back for ever)
 //! and gets a reject notice; it never disturbs the good messages around it. When a commit
 //! fails, nothing of the batch is acknowledged and the same batch is retried with backoff.
+//!
+//! Team acknowledgements (`yingji/v1/ack/{team}`) take the same path: a valid one becomes an
+//! outbox row of kind `ack` in the batch's transaction, and the forwarder relays it to the hub
+//! until the hub's receipt names it; an invalid one gets a reject notice.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
+use yingji_proto::dispatch::Ack;
 use yingji_proto::event::RejectNotice;
 use yingji_proto::report::FieldReport;
 use yingji_proto::senml::{self, Value};
@@ -27,7 +32,7 @@ use yingji_proto::{Invalid, Limits, media};
 use crate::devices::Registry;
 use crate::metrics::{CodeLabel, Metrics};
 use crate::regions::{self, Regions};
-use crate::store::{Batch, NewMedia, NewReading, NewReport, NewStatus, Seen, Store};
+use crate::store::{Batch, NewMedia, NewReading, NewReport, NewStatus, OutboxEvent, Seen, Store};
 
 /// What ingest needs.
 pub struct Ingest {
@@ -67,10 +72,11 @@ impl KindCounters {
     }
 }
 
-/// A collected batch: the rows to store, the messages to acknowledge after the commit, and the
-/// notices to send.
+/// A collected batch: the rows to store, the team acknowledgements to queue for the hub, the
+/// messages to acknowledge after the commit, and the notices to send.
 struct Staged {
     batch: Batch,
+    relays: Vec<OutboxEvent>,
     pending: Vec<Publish>,
     refused: Vec<Refused>,
 }
@@ -145,8 +151,13 @@ impl Ingest {
                 },
             };
             let now = Utc::now();
-            let mut next = Staged { batch: Batch::default(), pending: Vec::with_capacity(256), refused: Vec::new() };
-            self.accept(&first, now, counters, &mut next.batch, &mut next.refused, &mut seen);
+            let mut next = Staged {
+                batch: Batch::default(),
+                relays: Vec::new(),
+                pending: Vec::with_capacity(256),
+                refused: Vec::new(),
+            };
+            self.accept(&first, now, counters, &mut next, &mut seen);
             next.pending.push(first);
             let deadline = tokio::time::Instant::now() + self.batch_linger;
             // Ship the batch as soon as nothing more is waiting and the committer is idle (low
@@ -170,7 +181,7 @@ impl Ingest {
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 };
-                self.accept(&message, now, counters, &mut next.batch, &mut next.refused, &mut seen);
+                self.accept(&message, now, counters, &mut next, &mut seen);
                 next.pending.push(message);
             }
             self.metrics.ingest_queue.set(messages.len() as i64);
@@ -215,8 +226,8 @@ impl Ingest {
                     }
                 }
             };
-            let Staged { batch, pending, refused } = next;
-            if !self.commit(&batch, pending.len(), &stop).await {
+            let Staged { batch, relays, pending, refused } = next;
+            if !self.commit(&batch, &relays, pending.len(), &stop).await {
                 // Stopped while the database was failing: leave the batch unacknowledged; the
                 // broker delivers it again to the next session.
                 return;
@@ -235,7 +246,7 @@ impl Ingest {
 
     /// Commits a batch with the events it gives rise to, retrying with backoff while the
     /// database fails. False when stopped first.
-    async fn commit(&self, batch: &Batch, messages: usize, stop: &CancellationToken) -> bool {
+    async fn commit(&self, batch: &Batch, relays: &[OutboxEvent], messages: usize, stop: &CancellationToken) -> bool {
         // Sensor warnings and stations coming back: observed once; every try carries them.
         let watch_events = match self.watch.lock().await.as_ref() {
             Some(w) => w.observe(&batch.readings, Utc::now().timestamp_millis()),
@@ -244,7 +255,7 @@ impl Ingest {
         let mut backoff = Duration::from_millis(50);
         loop {
             let started = Instant::now();
-            match self.store_batch(batch, &watch_events).await {
+            match self.store_batch(batch, relays, &watch_events).await {
                 Ok((written, events)) => {
                     self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                     self.metrics.batch_messages.observe(messages as f64);
@@ -274,15 +285,20 @@ impl Ingest {
         }
     }
 
-    /// One transaction: the batch's rows and the events for the hub that come from them.
+    /// One transaction: the batch's rows, the events for the hub that come from them, and the
+    /// team acknowledgements to relay.
     async fn store_batch(
         &self,
         batch: &Batch,
-        watch_events: &[crate::store::OutboxEvent],
+        relays: &[OutboxEvent],
+        watch_events: &[OutboxEvent],
     ) -> Result<(crate::store::Written, usize), crate::store::StoreError> {
         let mut tx = self.store.begin().await?;
         let inserted = tx.insert(batch).await?;
-        let mut events = Vec::with_capacity(inserted.new_reports.len() + inserted.new_media.len() + watch_events.len());
+        let mut events = Vec::with_capacity(
+            inserted.new_reports.len() + inserted.new_media.len() + watch_events.len() + relays.len(),
+        );
+        events.extend_from_slice(relays);
         events.extend_from_slice(watch_events);
         for &i in &inserted.new_reports {
             events.push(crate::events::report(&self.node_id, &batch.reports[i], &self.regions));
@@ -366,10 +382,10 @@ impl Ingest {
         message: &Publish,
         now: chrono::DateTime<Utc>,
         counters: &KindCounters,
-        batch: &mut Batch,
-        refused: &mut Vec<Refused>,
+        staged: &mut Staged,
         seen: &mut HashMap<String, Seen>,
     ) {
+        let Staged { batch, relays, refused, .. } = staged;
         counters.received[kind_of(&message.topic)].inc();
         let parsed = match FieldTopic::parse(&message.topic) {
             Ok(t) => t,
@@ -441,13 +457,18 @@ impl Ingest {
                 }
                 Err(e) => Err((Some(report.clone()), e)),
             },
-            FieldTopic::Ack { .. } => Err((
-                None,
-                Invalid::new(
-                    yingji_proto::Code::InvalidTopic,
-                    "this node does not take acknowledgements on this connection",
-                ),
-            )),
+            FieldTopic::Ack { team } => {
+                match Ack::parse(payload, team, now, &self.limits)
+                    .and_then(|ack| crate::events::ack(&self.node_id, team, &ack.id, payload))
+                {
+                    Ok(row) => {
+                        relays.push(row);
+                        // A team is not a station: its acknowledgements do not mark it seen.
+                        return;
+                    }
+                    Err(e) => Err((peek_id(payload), e)),
+                }
+            }
         };
         match outcome {
             Ok(()) => {

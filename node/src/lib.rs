@@ -16,6 +16,8 @@
 //! - [`discipline`]: reporting discipline: initial, daily update and final report on time or
 //!   late (pure).
 //! - [`events`]: the summarized events sent to the hub; [`forward`]: the outbox's forwarder.
+//! - [`relay`]: signed dispatch orders from the hub, verified and relayed to the teams (team
+//!   acknowledgements go up through [`ingest`] and the outbox).
 //! - [`retention`]: raw readings into aggregates, and expiry.
 //!
 //! Startup is build-then-run: [`Node::build`] opens everything that can fail (database, files,
@@ -34,6 +36,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod mqtt;
 pub mod regions;
+pub mod relay;
 pub mod retention;
 pub mod stats;
 pub mod store;
@@ -67,6 +70,7 @@ pub struct Node {
     mqtt: MqttUrl,
     http: tokio::net::TcpListener,
     thresholds: monitor::Thresholds,
+    hub_keys: Arc<[ed25519_dalek::VerifyingKey]>,
 }
 
 impl Node {
@@ -90,6 +94,10 @@ impl Node {
                     .with_context(|| format!("the thresholds file {} is not valid", path.display()))?
             }
             None => monitor::Thresholds::default(),
+        };
+        let hub_keys: Arc<[ed25519_dalek::VerifyingKey]> = match &config.hub_key {
+            Some(path) => config::load_hub_keys(path)?.into(),
+            None => Arc::from(Vec::new()),
         };
         let store = Store::connect(&config.db).await.with_context(|| format!("database {}", redact(&config.db)))?;
         let mqtt = match &config.broker {
@@ -119,6 +127,7 @@ impl Node {
             mqtt,
             http,
             thresholds,
+            hub_keys,
         })
     }
 
@@ -186,6 +195,7 @@ impl Node {
                             broker_up.store(true, Ordering::Relaxed);
                             let filters = yingji_proto::topic::FIELD_SUBSCRIPTIONS
                                 .iter()
+                                .chain([&yingji_proto::topic::ACK_SUBSCRIPTION])
                                 .map(|t| rumqttc::SubscribeFilter::new((*t).to_owned(), rumqttc::QoS::AtLeastOnce));
                             if let Err(e) = client.subscribe_many(filters).await {
                                 warn!(error = %e, "could not subscribe to the field topics");
@@ -201,7 +211,8 @@ impl Node {
             });
         }
 
-        // The hub link: events up, receipts down, the node's retained status with its will.
+        // The hub link: events and acknowledgements up, receipts and dispatch orders down, the
+        // node's retained status with its will.
         let hub_spec = mqtt::ClientSpec {
             client_id: format!("yingji-node-{}-hub", self.config.id),
             url: self.config.hub.clone().unwrap_or_else(|| self.mqtt.clone()),
@@ -213,12 +224,15 @@ impl Node {
             last_will: Some((yingji_proto::topic::node_status(&self.config.id), forward::status_payload(false))),
         };
         let (hub_client, hub_eventloop) = mqtt::client(&hub_spec, 4096)?;
+        let (hub_messages_tx, hub_messages_rx) = mpsc::unbounded_channel();
         let (receipts_tx, receipts_rx) = mpsc::unbounded_channel();
+        let (orders_tx, orders_rx) = mpsc::unbounded_channel();
         let (hub_links_tx, hub_links_rx) = mpsc::unbounded_channel();
+        tasks.spawn(relay::route(self.config.id.clone(), hub_messages_rx, receipts_tx, orders_tx));
         tasks.spawn(mqtt::drive(
             hub_eventloop,
             "hub",
-            Some(receipts_tx),
+            Some(hub_messages_tx),
             hub_links_tx,
             None,
             self.config.reconnect_max,
@@ -239,6 +253,16 @@ impl Node {
         };
         let forward_stop = CancellationToken::new();
         let forward_task = tokio::spawn(forwarder.run(receipts_rx, hub_links_rx, forward_stop.clone()));
+        let order_relay = relay::OrderRelay {
+            node_id: self.config.id.clone(),
+            keys: self.hub_keys.clone(),
+            field: client.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            forward: wake_forwarder.clone(),
+            limits: yingji_proto::Limits::default(),
+        };
+        tasks.spawn(order_relay.run(orders_rx, stop.clone()));
 
         // The watch over stations and reporting units, its station states rebuilt from the last
         // day of readings so that windows and warnings survive a restart.

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub outbox_depth: Gauge,
     pub outbox_oldest_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub forward_latency_seconds: Histogram,
+    pub dispatch_relayed: Counter,
+    pub dispatch_refused: Family<CodeLabel, Counter>,
     registry: Registry,
 }
 
@@ -77,6 +79,8 @@ impl Metrics {
         let outbox_depth = Gauge::default();
         let outbox_oldest_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let forward_latency_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let dispatch_relayed = Counter::default();
+        let dispatch_refused = Family::<CodeLabel, Counter>::default();
         registry.register(
             "yingji_node_messages_received",
             "MQTT messages received from devices, by topic kind",
@@ -164,6 +168,16 @@ impl Metrics {
             "From an event's creation (its data's commit) to its first publish to the hub",
             forward_latency_seconds.clone(),
         );
+        registry.register(
+            "yingji_node_dispatch_relayed",
+            "Dispatch orders whose signature verified, published to their team",
+            dispatch_relayed.clone(),
+        );
+        registry.register(
+            "yingji_node_dispatch_refused",
+            "Dispatch orders refused (not relayed; reported to the hub), by code",
+            dispatch_refused.clone(),
+        );
         Arc::new(Metrics {
             received,
             stored,
@@ -188,6 +202,8 @@ impl Metrics {
             outbox_depth,
             outbox_oldest_seconds,
             forward_latency_seconds,
+            dispatch_relayed,
+            dispatch_refused,
             registry,
         })
     }

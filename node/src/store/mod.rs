@@ -690,6 +690,8 @@ pub struct Aggregate {
 pub struct Pending {
     pub seq: i64,
     pub id: String,
+    /// The event kind (`report`, `warning`, …), or `ack` for a relayed team acknowledgement.
+    pub kind: String,
     pub payload: String,
     pub attempts: i64,
     pub created_ms: i64,
@@ -1120,7 +1122,7 @@ macro_rules! store_impl {
             // Never sent first (a partial index finds them), then what waited too long for its
             // receipt — only when there is room left.
             let mut rows = sqlx::query(
-                "SELECT seq, id, payload, attempts, created_ms FROM outbox \
+                "SELECT seq, id, kind, payload, attempts, created_ms FROM outbox \
                  WHERE last_sent_ms IS NULL ORDER BY seq LIMIT $1",
             )
             .bind(limit)
@@ -1130,7 +1132,7 @@ macro_rules! store_impl {
             if room > 0 {
                 rows.extend(
                     sqlx::query(
-                        "SELECT seq, id, payload, attempts, created_ms FROM outbox \
+                        "SELECT seq, id, kind, payload, attempts, created_ms FROM outbox \
                          WHERE last_sent_ms IS NOT NULL \
                            AND last_sent_ms + (CASE WHEN attempts >= 5 THEN $2 * 32 ELSE ($2 << attempts) END) <= $1 \
                          ORDER BY seq LIMIT $3",
@@ -1147,6 +1149,7 @@ macro_rules! store_impl {
                 out.push(Pending {
                     seq: row.try_get("seq")?,
                     id: row.try_get("id")?,
+                    kind: row.try_get("kind")?,
                     payload: row.try_get("payload")?,
                     attempts: i64::from(row.try_get::<i32, _>("attempts")?),
                     created_ms: row.try_get("created_ms")?,
