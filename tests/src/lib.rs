@@ -577,24 +577,27 @@ pub mod make {
     }
 }
 
-/// A hub-side receiver for tests (not a hub): takes the nodes' events, "commits" them by id in
-/// memory, and sends each node its receipts, as the hub's intake will. It can drop every n-th
-/// event unreceipted, to show that the node's outbox resends what no receipt acknowledged.
+/// A hub-side receiver for tests (not a hub): takes the nodes' events and relayed team
+/// acknowledgements, "commits" them by id (an ack by its `relay_id`) in memory, and sends each
+/// node its receipts, as the hub's intake will. It can drop every n-th delivery unreceipted, to
+/// show that the node's outbox resends what no receipt acknowledged.
 pub struct HubReceiver {
     events: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, serde_json::Value>>>,
+    acks: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, serde_json::Value>>>,
     deliveries: std::sync::Arc<std::sync::atomic::AtomicU64>,
     stop: CancellationToken,
 }
 
 impl HubReceiver {
-    /// Connects to `url` and takes `yingji/v1/node/+/event`; with `drop_every = Some(n)` every
-    /// n-th delivery is neither committed nor receipted.
+    /// Connects to `url` and takes `yingji/v1/node/+/event` and `yingji/v1/node/+/ack`; with
+    /// `drop_every = Some(n)` every n-th delivery is neither committed nor receipted.
     pub async fn start(url: &MqttUrl, client_id: &str, drop_every: Option<u64>) -> HubReceiver {
         use std::sync::atomic::Ordering;
         let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
         options.set_max_packet_size(32 * 1024 * 1024, 32 * 1024 * 1024).set_keep_alive(Duration::from_secs(5));
         let (client, mut eventloop) = AsyncClient::new(options, 10_000);
         let events = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let acks = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
         let deliveries = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stop = CancellationToken::new();
         let (to_receipt, mut receipts) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
@@ -604,6 +607,7 @@ impl HubReceiver {
         // The event loop only hands off; subscribing and publishing happen in another task.
         {
             let events = events.clone();
+            let acks = acks.clone();
             let deliveries = deliveries.clone();
             let token = stop.clone();
             tokio::spawn(async move {
@@ -627,6 +631,19 @@ impl HubReceiver {
                                 continue;
                             }
                             let Ok(value) = serde_json::from_slice::<serde_json::Value>(&p.payload) else { continue };
+                            // yingji/v1/node/{node}/ack carries {"relay_id", ...the team's ack}.
+                            if p.topic.ends_with("/ack") {
+                                let (Some(id), Some(node)) = (value["relay_id"].as_str(), p.topic.split('/').nth(3))
+                                else {
+                                    continue;
+                                };
+                                let (id, node) = (id.to_owned(), node.to_owned());
+                                if let Ok(mut map) = acks.lock() {
+                                    map.entry(id.clone()).or_insert(value);
+                                }
+                                let _ = to_receipt.send((node, id));
+                                continue;
+                            }
                             let (Some(id), Some(node)) = (value["id"].as_str(), value["node"].as_str()) else {
                                 continue;
                             };
@@ -650,7 +667,9 @@ impl HubReceiver {
                         _ = token.cancelled() => break,
                         c = connected_rx.recv() => {
                             if c.is_none() { break }
-                            let _ = client.subscribe("yingji/v1/node/+/event", QoS::AtLeastOnce).await;
+                            let filters = ["yingji/v1/node/+/event", "yingji/v1/node/+/ack"]
+                                .map(|f| rumqttc::SubscribeFilter::new(f.to_owned(), QoS::AtLeastOnce));
+                            let _ = client.subscribe_many(filters).await;
                         }
                         r = receipts.recv() => {
                             let Some((node, id)) = r else { break };
@@ -673,7 +692,12 @@ impl HubReceiver {
             .await
             .expect("receiver subscribed")
             .expect("receiver alive");
-        HubReceiver { events, deliveries, stop }
+        HubReceiver { events, acks, deliveries, stop }
+    }
+
+    /// The relayed acknowledgements committed so far, by relay id.
+    pub fn acks(&self) -> std::collections::HashMap<String, serde_json::Value> {
+        self.acks.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// The distinct event ids committed so far.

@@ -2,6 +2,7 @@
 
 mod connection;
 mod crash;
+mod dispatch;
 mod forward;
 mod hostile;
 mod hub;
