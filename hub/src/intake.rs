@@ -295,6 +295,24 @@ impl Intake {
         let body = &event.body;
         let str_of = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         match kind_name(event).as_str() {
+            "warning" if body.get("type").and_then(|v| v.as_str()) == Some("dispatch_refused") => {
+                // A node refused an order (bad signature, unknown key…): officers must know.
+                warn!(node = %event.node, order = ?body.get("order"), code = ?body.get("code"),
+                    "a node refused a dispatch order; check the hub key the node trusts");
+                tx.audit(
+                    &crate::store::NewAudit {
+                        who: &event.node,
+                        role: "node",
+                        action: "dispatch_refused",
+                        target: body.get("order").and_then(|v| v.as_str()).unwrap_or("-"),
+                        remote: "mqtt",
+                        detail: body.clone(),
+                    },
+                    now_ms,
+                )
+                .await?;
+                outcome.stream.push(json!({"type": "dispatch_refused", "node": event.node, "body": body}));
+            }
             "warning" => {
                 let Some(key) = crate::picture::warning_key(&event.node, event.incident.as_deref(), body) else {
                     return Ok(());

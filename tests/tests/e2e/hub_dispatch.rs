@@ -356,3 +356,71 @@ async fn a_bad_resource_file_names_every_bad_row_and_imports_nothing() {
     assert_eq!(r.status().as_u16(), 403, "only an admin imports");
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_through_a_real_node_the_team_verifies_acknowledges_and_completes() {
+    let broker = spawn_embedded_broker();
+    let db = TestDb::new(yingji_tests::DbKind::Sqlite).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hub, _) = hub_with_resources(&broker, &db, dir.path()).await;
+    let officer = hub.token("officer").await;
+    // The node trusts the key the hub publishes.
+    let keys: serde_json::Value = reqwest::get(hub.url("/api/v1/keys")).await.expect("GET").json().await.expect("json");
+    let public = keys["keys"][0]["public_key"].as_str().expect("key").to_owned();
+    let key_file = dir.path().join("hub.key");
+    std::fs::write(&key_file, format!("# the hub's key\n{public}\n")).expect("key file");
+    let node_db = TestDb::new(yingji_tests::DbKind::Sqlite).await;
+    let mut config = yingji_node::config::Config::for_tests("zj", broker.clone(), node_db.url.clone());
+    config.hub_key = Some(key_file);
+    let node = yingji_tests::TestNode::spawn(config).await;
+
+    // A field report through the node crosses the relief threshold at the hub.
+    let mut unit = Publisher::connect(&broker, "e2e-unit").await;
+    let report = json!({"id": "e1", "incident": "flood-e2e", "stage": "initial", "hazard": "flood",
+        "observed_at": "2026-09-14T08:00:00+08:00", "location": {"lat": 27.5, "lon": 118.5}, "region": "330302",
+        "figures": {"deaths": 22}});
+    unit.publish("yingji/v1/report/unit-1", report.to_string().into_bytes()).await;
+    let proposal = first_proposal(&hub, &officer, "flood-e2e").await;
+    let id = proposal["id"].as_str().expect("id").to_owned();
+    reqwest::Client::new()
+        .patch(hub.url(&format!("/api/v1/proposals/{id}")))
+        .bearer_auth(&officer)
+        .json(&json!({"teams": [{"team": "t-near", "capability": "flood_rescue"}]}))
+        .send()
+        .await
+        .expect("PATCH");
+    let mut team = Subscriber::connect(&broker, "team-t-near", "yingji/v1/dispatch/t-near").await;
+    let (status, approved) = post(&hub, &officer, &format!("/api/v1/proposals/{id}/approve"), json!({})).await;
+    assert_eq!(status, 200, "{approved}");
+    let order_id = approved["orders"][0].as_str().expect("order").to_owned();
+
+    // The team gets the order from its node and checks the hub's signature itself.
+    let (_, payload) =
+        tokio::time::timeout(Duration::from_secs(20), team.messages.recv()).await.expect("in time").expect("order");
+    let key = yingji_proto::sign::parse_public_key(&public).expect("key");
+    let order =
+        yingji_proto::sign::verify_order(&payload, &[key], chrono::Utc::now(), &Default::default()).expect("verifies");
+    assert_eq!(order.id, order_id);
+    for (n, s) in ["received", "accepted", "en_route", "on_scene", "completed"].iter().enumerate() {
+        let ack = json!({"id": format!("a{n}"), "dispatch": order.id, "team": "t-near", "status": s,
+                         "at": chrono::Utc::now().to_rfc3339()});
+        unit.publish("yingji/v1/ack/t-near", ack.to_string().into_bytes()).await;
+    }
+    eventually(Duration::from_secs(30), "the order completed at the hub", || async {
+        let o = hub.try_get(&officer, &format!("/api/v1/orders/{order_id}")).await?;
+        (o["order"]["status"] == "completed").then_some(())
+    })
+    .await;
+    let teams = hub.get(&officer, "/api/v1/resources/teams").await;
+    let near = teams["items"].as_array().expect("items").iter().find(|t| t["id"] == "t-near").cloned().expect("t-near");
+    assert_eq!(near["status"], "available", "the team is available again");
+    // The node's outbox empties: the hub receipted the relayed acknowledgements too.
+    let url = node.url("/metrics");
+    eventually(Duration::from_secs(30), "the node's outbox to empty", || async {
+        let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        (crate::ingest::metric(&text, "yingji_node_outbox_events")? == 0.0).then_some(())
+    })
+    .await;
+    node.shutdown().await;
+    hub.shutdown().await;
+}
