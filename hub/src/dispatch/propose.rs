@@ -30,16 +30,15 @@ use crate::rules::Action;
 /// At most this many nearer teams *with* the capability are listed as passed over, per action.
 pub const PASSED_OVER_MAX: usize = 8;
 /// At most this many nearer teams *lacking* the capability are listed as passed over, per action
-/// (looked for among the nearest [`Settings::candidates`] teams only).
+/// (looked for among the nearest [`LACKING_SCAN`] teams only).
 pub const PASSED_OVER_LACKING: usize = 3;
+/// How many of the nearest teams are looked at for [`PASSED_OVER_LACKING`].
+pub const LACKING_SCAN: usize = 64;
 
 /// The radius `geo::Haversine` uses (GRS80 mean radius), in metres.
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
 /// The largest batch taken from a tree at once.
 const MAX_BATCH: usize = 1 << 16;
-/// A candidate is final once every later one is this much farther (metres): covers the rounding
-/// of distances to the metre and the float noise between the tree's order and Haversine's.
-const MARGIN_M: f64 = 2.0;
 
 /// A team's state as far as dispatch is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -199,6 +198,8 @@ pub struct Resources {
     teams: Vec<Team>,
     team_at: Vec<Option<[f64; 3]>>,
     team_caps: Vec<Vec<u32>>,
+    /// Capabilities with an id below 64, as bits (a quick test without a second memory access).
+    team_capmask: Vec<u64>,
     team_province: Vec<u32>,
     team_index: HashMap<String, u32>,
     caps: HashMap<String, u32>,
@@ -320,6 +321,7 @@ impl Resources {
 
         let mut team_at = Vec::with_capacity(teams.len());
         let mut team_caps = Vec::with_capacity(teams.len());
+        let mut team_capmask = Vec::with_capacity(teams.len());
         let mut team_province = Vec::with_capacity(teams.len());
         let mut team_index = HashMap::with_capacity(teams.len());
         let mut all = Vec::new();
@@ -354,6 +356,7 @@ impl Resources {
                 }
             }
             team_at.push(at);
+            team_capmask.push(tc.iter().filter(|&&c| c < 64).fold(0u64, |m, &c| m | 1 << c));
             team_caps.push(tc);
             team_province.push(province);
         }
@@ -393,6 +396,7 @@ impl Resources {
             teams,
             team_at,
             team_caps,
+            team_capmask,
             team_province,
             team_index,
             caps,
@@ -464,27 +468,32 @@ impl Resources {
         &self.problems
     }
 
-    fn team_ll(&self, i: u32) -> (f64, f64) {
+    /// Haversine distance of a team from a point, km.
+    fn team_km(&self, i: u32, from: (f64, f64)) -> f64 {
         let t = &self.teams[i as usize];
-        (t.lat, t.lon)
+        haversine_m(from, (t.lat, t.lon)) / 1000.0
     }
 
-    fn stock_ll(&self, i: u32) -> (f64, f64) {
+    /// Haversine distance of a stockpile from a point, km.
+    fn stock_km(&self, i: u32, from: (f64, f64)) -> f64 {
         let s = &self.stockpiles[i as usize];
-        (s.lat, s.lon)
+        haversine_m(from, (s.lat, s.lon)) / 1000.0
     }
 
     fn has_cap(&self, i: u32, cap: u32) -> bool {
+        if cap < 64 {
+            return self.team_capmask[i as usize] & (1 << cap) != 0;
+        }
         self.team_caps[i as usize].binary_search(&cap).is_ok()
     }
 }
 
-/// A candidate from a tree: distance rounded to the metre (the ranking key), index (id order).
+/// A candidate from a tree: great-circle distance rounded to the metre (the ranking key), and
+/// index (the id order).
 #[derive(Debug, Clone, Copy)]
 struct Cand {
     key: u64,
     idx: u32,
-    metres: f64,
 }
 
 impl Cand {
@@ -493,46 +502,38 @@ impl Cand {
     }
 }
 
-/// Candidates of one tree in (distance to the metre, id) order: taken from the tree in batches
-/// (chord order = great-circle order), re-ranked by Haversine, released once no later candidate
-/// can come before them.
-struct Nearest<'a, I> {
+/// Candidates of one tree in (distance to the metre, id) order. The tree gives them in
+/// straight-line order between unit vectors, which is the great-circle order; they are taken in
+/// batches (doubled each time the filters of the caller leave too few), and one is released once
+/// no later candidate can come before it, so ties at the metre go to the lower id.
+struct Nearest<I> {
     iter: I,
-    ll: &'a dyn Fn(u32) -> (f64, f64),
-    from: (f64, f64),
-    heap: BinaryHeap<Reverse<(u64, u32, u64)>>,
-    frontier_m: f64,
+    heap: BinaryHeap<Reverse<(u64, u32)>>,
+    /// The key of the last candidate taken from the tree: no later one is nearer.
+    frontier: u64,
     exhausted: bool,
     batch: usize,
 }
 
-fn nearest<'a>(
-    tree: &'a Tree,
-    at: [f64; 3],
-    from: (f64, f64),
-    ll: &'a dyn Fn(u32) -> (f64, f64),
-    batch: usize,
-) -> Nearest<'a, impl Iterator<Item = (&'a Entry, f64)> + 'a> {
+fn nearest<'a>(tree: &'a Tree, at: [f64; 3], batch: usize) -> Nearest<impl Iterator<Item = (&'a Entry, f64)> + 'a> {
     Nearest {
         iter: tree.nearest_neighbor_iter_with_distance_2(&at),
-        ll,
-        from,
         heap: BinaryHeap::new(),
-        frontier_m: 0.0,
+        frontier: 0,
         exhausted: false,
         batch: batch.clamp(1, MAX_BATCH),
     }
 }
 
-impl<'a, I: Iterator<Item = (&'a Entry, f64)>> Iterator for Nearest<'a, I> {
+impl<'a, I: Iterator<Item = (&'a Entry, f64)>> Iterator for Nearest<I> {
     type Item = Cand;
 
     fn next(&mut self) -> Option<Cand> {
         loop {
             match self.heap.peek() {
-                Some(&Reverse((key, idx, bits))) if self.exhausted || (key as f64) + MARGIN_M < self.frontier_m => {
+                Some(&Reverse((key, idx))) if self.exhausted || key < self.frontier => {
                     self.heap.pop();
-                    return Some(Cand { key, idx, metres: f64::from_bits(bits) });
+                    return Some(Cand { key, idx });
                 }
                 None if self.exhausted => return None,
                 _ => {}
@@ -540,9 +541,10 @@ impl<'a, I: Iterator<Item = (&'a Entry, f64)>> Iterator for Nearest<'a, I> {
             for _ in 0..self.batch {
                 match self.iter.next() {
                     Some((e, d2)) => {
-                        let metres = haversine_m(self.from, (self.ll)(e.data));
-                        self.heap.push(Reverse((metres.round() as u64, e.data, metres.to_bits())));
-                        self.frontier_m = self.frontier_m.max(chord2_to_m(d2));
+                        // Rounded great-circle metres: non-decreasing along the tree's order.
+                        let key = chord2_to_m(d2).round() as u64;
+                        self.heap.push(Reverse((key, e.data)));
+                        self.frontier = self.frontier.max(key);
                     }
                     None => {
                         self.exhausted = true;
@@ -731,7 +733,6 @@ fn propose_teams(ctx: &mut Ctx<'_>, action: usize, capability: &str, need: u64, 
     // The last tier looked in.
     let mut reached = 0usize;
     if let (Some(cap), Some(dest)) = (cap, ctx.dest) {
-        let ll = |i: u32| res.team_ll(i);
         let inner: HashSet<u32> = ctx.tiers.iter().filter(|t| t.kind != TierKind::Other).filter_map(|t| t.id).collect();
         for (ti, tier) in ctx.tiers.iter().enumerate() {
             if chosen.len() as u64 >= need {
@@ -745,7 +746,7 @@ fn propose_teams(ctx: &mut Ctx<'_>, action: usize, capability: &str, need: u64, 
             let Some(tree) = tree else { continue };
             let before = chosen.len() as u64;
             let mut ordinal = 0u32;
-            for c in nearest(tree, dest, ctx.from, &ll, ctx.settings.candidates) {
+            for c in nearest(tree, dest, ctx.settings.candidates) {
                 if chosen.len() as u64 >= need {
                     break;
                 }
@@ -764,7 +765,7 @@ fn propose_teams(ctx: &mut Ctx<'_>, action: usize, capability: &str, need: u64, 
     let passed = passed_over(ctx, action, cap, &chosen, reached);
     for (rank, (c, passed_over)) in chosen.iter().zip(passed).enumerate() {
         let team = &res.teams[c.cand.idx as usize];
-        let km = c.cand.metres / 1000.0;
+        let km = res.team_km(c.cand.idx, ctx.from);
         let eta = ctx.eta_min(km);
         let tier = &ctx.tiers[c.tier];
         let place = match tier.kind {
@@ -873,7 +874,6 @@ fn passed_over(
         return vec![Vec::new(); chosen.len()];
     };
     let res = ctx.res;
-    let ll = |i: u32| res.team_ll(i);
     let is_chosen: HashSet<u32> = chosen.iter().map(|c| c.cand.idx).collect();
     let capability = ctx.capability_name(action);
     let mut attach = |c: Cand, why: String| {
@@ -884,7 +884,7 @@ fn passed_over(
 
     if let Some(tree) = res.cap_all.get(&cap) {
         let mut listed = 0;
-        for c in nearest(tree, dest, ctx.from, &ll, ctx.settings.candidates) {
+        for c in nearest(tree, dest, ctx.settings.candidates) {
             if listed >= PASSED_OVER_MAX || c.rank() >= far {
                 break;
             }
@@ -896,8 +896,7 @@ fn passed_over(
         }
     }
     let mut listed = 0;
-    let budget = ctx.settings.candidates.max(PASSED_OVER_LACKING);
-    for c in nearest(&res.all_teams, dest, ctx.from, &ll, ctx.settings.candidates).take(budget) {
+    for c in nearest(&res.all_teams, dest, ctx.settings.candidates).take(LACKING_SCAN) {
         if listed >= PASSED_OVER_LACKING || c.rank() >= far {
             break;
         }
@@ -915,7 +914,7 @@ fn passed_over(
             l.into_iter()
                 .map(|(c, why)| PassedOver {
                     team: res.teams[c.idx as usize].id.clone(),
-                    distance_km: c.metres / 1000.0,
+                    distance_km: res.team_km(c.idx, ctx.from),
                     why,
                 })
                 .collect()
@@ -976,7 +975,6 @@ fn propose_items(ctx: &mut Ctx<'_>, action: usize, item: &str, need: u64, out: &
         used_before = ctx.used.iter().filter(|((_, i), _)| *i == it).map(|(_, q)| *q).fold(0, u64::saturating_add);
     }
     if let (Some(it), Some(dest)) = (item_id, ctx.dest) {
-        let ll = |i: u32| res.stock_ll(i);
         let inner: HashSet<u32> = ctx.tiers.iter().filter(|t| t.kind != TierKind::Other).filter_map(|t| t.id).collect();
         for ti in 0..ctx.tiers.len() {
             if remaining == 0 {
@@ -990,7 +988,7 @@ fn propose_items(ctx: &mut Ctx<'_>, action: usize, item: &str, need: u64, out: &
             let Some(tree) = tree else { continue };
             let found_before = need - remaining;
             let mut ordinal_n = 0u32;
-            for c in nearest(tree, dest, ctx.from, &ll, ctx.settings.candidates) {
+            for c in nearest(tree, dest, ctx.settings.candidates) {
                 if remaining == 0 {
                     break;
                 }
@@ -1009,7 +1007,7 @@ fn propose_items(ctx: &mut Ctx<'_>, action: usize, item: &str, need: u64, out: &
                 *used += take;
                 remaining -= take;
                 ordinal_n = ordinal_n.saturating_add(1);
-                let km = c.metres / 1000.0;
+                let km = res.stock_km(c.idx, ctx.from);
                 let eta = ctx.eta_min(km);
                 let place = match tier.kind {
                     TierKind::Own => format!("{} stockpile with {item} left in {}", ordinal(ordinal_n), tier.name),
