@@ -295,6 +295,12 @@ async fn incident(
         json!({"at_ms": a.at_ms, "type": "assessment", "id": a.id, "level": a.level, "previous": a.previous,
                "change": a.change, "rule": a.rule, "reason": a.reason, "cap": a.cap_id})
     }));
+    let orders = state.store.orders(Some(&id), 1000).await?;
+    let orders: Vec<_> = orders.into_iter().filter(|o| o.exercise == exercise).collect();
+    timeline.extend(orders.iter().map(|o| {
+        json!({"at_ms": o.issued_ms, "type": "order", "id": o.id, "team": o.team, "node": o.node,
+               "capability": o.capability, "status": o.status})
+    }));
     timeline.sort_by_key(|t| t.get("at_ms").and_then(|v| v.as_i64()).unwrap_or_default());
     let divisions: Vec<_> = rolled.values().collect();
     let affected: Vec<&str> = reports.iter().map(|r| r.region.as_str()).collect();
@@ -311,6 +317,7 @@ async fn incident(
         "warnings": warnings,
         "assessments": assessments,
         "cap": cap,
+        "orders": orders,
         "timeline": timeline,
     }))
     .into_response())

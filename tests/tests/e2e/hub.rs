@@ -480,3 +480,35 @@ fn schema_valid(xml: &str) {
         Err(e) => panic!("xmllint is required (YINGJI_REQUIRE_XMLLINT is set) but cannot run: {e}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_receipted_while_the_database_refuses_the_commit() {
+    if !db_kinds().contains(&DbKind::Postgres) {
+        return;
+    }
+    let broker = spawn_embedded_broker();
+    let db = TestDb::new(DbKind::Postgres).await;
+    let hub = TestHub::start(&broker, &db).await;
+    let viewer = hub.token("viewer").await;
+    // Break the events table under the running hub: every commit fails until it is back.
+    let admin = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    sqlx::query("ALTER TABLE events RENAME TO events_away").execute(&admin).await.expect("rename");
+    let mut receipts = Subscriber::connect(&broker, "receipts-fail", "yingji/v1/node/fn/receipt").await;
+    let mut node = Publisher::connect(&broker, "fake-node-fail").await;
+    let body = report_body("u", "f1", "fail-1", "330302", 1);
+    node.publish("yingji/v1/node/fn/event", event("fn", "fn:report:u:f1", "report", "330302", Some("fail-1"), body))
+        .await;
+    node.wait_acked(Duration::from_secs(10)).await;
+    let early = tokio::time::timeout(Duration::from_secs(3), receipts.messages.recv()).await;
+    assert!(early.is_err(), "no receipt before the event is committed: {early:?}");
+    sqlx::query("ALTER TABLE events_away RENAME TO events").execute(&admin).await.expect("rename back");
+    let (_, receipt) = tokio::time::timeout(Duration::from_secs(30), receipts.messages.recv())
+        .await
+        .expect("a receipt once committed")
+        .expect("r");
+    assert!(String::from_utf8_lossy(&receipt).contains("fn:report:u:f1"));
+    let incident = hub.get(&viewer, "/api/v1/incidents/fail-1").await;
+    assert_eq!(incident["incident"]["reports"], 1);
+    admin.close().await;
+    hub.shutdown().await;
+}

@@ -424,3 +424,49 @@ async fn end_to_end_through_a_real_node_the_team_verifies_acknowledges_and_compl
     node.shutdown().await;
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_automatic_action_is_issued_without_an_officer() {
+    let broker = spawn_embedded_broker();
+    let db = TestDb::new(yingji_tests::DbKind::Sqlite).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"auto-flood\"\nwhen = 'stats.deaths_missing >= 1'\nlevel = 4\nreason = \"any death\"\n\
+         [[rule.actions]]\ncapability = \"flood_rescue\"\nteams = 1\nautomatic = true\n",
+    )
+    .expect("rules");
+    let mut config = yingji_hub::Config::for_tests(broker.clone(), db.url.clone());
+    config.regions = Some(regions_file(dir.path()));
+    config.rules = Some(rules);
+    let hub = TestHub::spawn(config).await;
+    let admin = hub.token("admin").await;
+    let r = reqwest::Client::new()
+        .post(hub.url("/api/v1/resources/teams"))
+        .bearer_auth(&admin)
+        .header("content-type", "text/csv")
+        .body(TEAMS)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 200);
+    let mut node = Publisher::connect(&broker, "auto-node").await;
+    node.publish("yingji/v1/node/zj/event", report_event("zj", "r1", "auto-1", "330302", 1)).await;
+    let order = eventually(Duration::from_secs(20), "an order issued by the hub itself", || async {
+        let o = hub.try_get(&admin, "/api/v1/orders?incident=auto-1").await?;
+        o["items"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(order["team"], "t-near");
+    let audit = hub.get(&admin, "/api/v1/audit").await;
+    let approve =
+        audit["items"].as_array().expect("items").iter().find(|a| a["action"] == "approve").cloned().expect("approve");
+    assert_eq!(approve["who"], "system", "the automatic issue is audited as the system's");
+    let incident = hub.get(&admin, "/api/v1/incidents/auto-1").await;
+    assert!(
+        incident["timeline"].as_array().expect("timeline").iter().any(|t| t["type"] == "order"),
+        "orders on the timeline"
+    );
+    hub.shutdown().await;
+}
