@@ -661,4 +661,6 @@ fn serializes() {
     assert_eq!(status, TeamStatus::Unavailable);
     let s: Settings = serde_json::from_str("{}").unwrap();
     assert_eq!(s, Settings::default());
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Resources>();
 }

@@ -9,16 +9,18 @@
 //!   nearest stockpiles, split across several when one is short; a [`Shortfall`] when not enough
 //!   exists. Every choice carries an explanation and the nearer teams passed over, with why.
 //!
-//! Distances are great-circle (Haversine, GRS80 mean radius) in km, compared to the metre; ties go
-//! to the lower id. The R-trees index points as unit vectors in 3-D, whose straight-line order is
-//! the great-circle order, so the candidates taken from a tree (in batches of
-//! [`Settings::candidates`], doubled while the filters leave too few) are re-ranked by Haversine
-//! without missing a nearer one. No IO, no clock; no input makes it panic. The rules are written
-//! out in `docs/dispatch.md`.
+//! Distances are great-circle distances on geo's Haversine sphere (GRS80 mean radius) in km,
+//! compared to the metre; ties go to the lower id. The R-trees index points as unit vectors in
+//! 3-D, whose straight-line (chord) order is exactly the great-circle order, also near the poles
+//! and across the 180° meridian: the candidates taken from a tree (in batches of
+//! [`Settings::candidates`], doubled while the filters leave too few) are ranked by the
+//! great-circle distance of their chord without missing a nearer one, and the distance reported
+//! is `geo::Haversine`'s. No IO, no clock; no input makes it panic. The rules are written out in
+//! `docs/dispatch.md`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use geo::{Distance, Haversine, Point};
 use rstar::RTree;
@@ -584,15 +586,25 @@ struct Chosen {
     before: u64,
 }
 
-fn ordinal(n: u32) -> String {
-    let suffix = match (n % 10, n % 100) {
-        (_, 11..=13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    if n == 1 { "nearest".to_owned() } else { format!("{n}{suffix} nearest") }
+/// "nearest", "2nd nearest", "11th nearest", …
+struct Ordinal(u32);
+
+impl fmt::Display for Ordinal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        let suffix = match (n % 10, n % 100) {
+            (_, 11..=13) => "th",
+            (1, _) => "st",
+            (2, _) => "nd",
+            (3, _) => "rd",
+            _ => "th",
+        };
+        if n == 1 { f.write_str("nearest") } else { write!(f, "{n}{suffix} nearest") }
+    }
+}
+
+fn ordinal(n: u32) -> Ordinal {
+    Ordinal(n)
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -768,7 +780,7 @@ fn propose_teams(ctx: &mut Ctx<'_>, action: usize, capability: &str, need: u64, 
         let km = res.team_km(c.cand.idx, ctx.from);
         let eta = ctx.eta_min(km);
         let tier = &ctx.tiers[c.tier];
-        let place = match tier.kind {
+        let mut explanation = match tier.kind {
             TierKind::Own => format!("{} available {capability} team in {}", ordinal(c.ordinal), tier.name),
             TierKind::Neighbour => format!(
                 "borrowed from {}, a neighbour of {}: {} had {} of the {need} needed; {} available {capability} team there",
@@ -788,10 +800,13 @@ fn propose_teams(ctx: &mut Ctx<'_>, action: usize, capability: &str, need: u64, 
                 ordinal(c.ordinal)
             ),
         };
-        let mut explanation = format!("{place}, {km:.1} km, ETA {eta} min");
-        if !passed_over.is_empty() {
-            explanation
-                .push_str(&format!("; {} passed over", plural(passed_over.len(), "nearer team", "nearer teams")));
+        let _ = write!(explanation, ", {km:.1} km, ETA {eta} min");
+        match passed_over.len() {
+            0 => {}
+            1 => explanation.push_str("; 1 nearer team passed over"),
+            n => {
+                let _ = write!(explanation, "; {n} nearer teams passed over");
+            }
         }
         out.teams.push(TeamChoice {
             action,
@@ -1009,7 +1024,7 @@ fn propose_items(ctx: &mut Ctx<'_>, action: usize, item: &str, need: u64, out: &
                 ordinal_n = ordinal_n.saturating_add(1);
                 let km = res.stock_km(c.idx, ctx.from);
                 let eta = ctx.eta_min(km);
-                let place = match tier.kind {
+                let mut explanation = match tier.kind {
                     TierKind::Own => format!("{} stockpile with {item} left in {}", ordinal(ordinal_n), tier.name),
                     TierKind::Neighbour => format!(
                         "borrowed from {}, a neighbour of {}: {} had {found_before} of the {need} needed; {} stockpile \
@@ -1028,14 +1043,15 @@ fn propose_items(ctx: &mut Ctx<'_>, action: usize, item: &str, need: u64, out: &
                         ordinal(ordinal_n)
                     ),
                 };
-                let share = if take == need {
-                    format!("all {need} needed")
+                let _ = write!(explanation, ", {km:.1} km, ETA {eta} min: ");
+                let _ = if take == need {
+                    write!(explanation, "all {need} needed")
                 } else if take == left && left == holds {
-                    format!("{take} of the {need} needed (all it holds)")
+                    write!(explanation, "{take} of the {need} needed (all it holds)")
                 } else if take == left {
-                    format!("{take} of the {need} needed (all it has left after earlier actions)")
+                    write!(explanation, "{take} of the {need} needed (all it has left after earlier actions)")
                 } else {
-                    format!("the remaining {take} of the {need} needed")
+                    write!(explanation, "the remaining {take} of the {need} needed")
                 };
                 out.items.push(ItemChoice {
                     action,
@@ -1046,7 +1062,7 @@ fn propose_items(ctx: &mut Ctx<'_>, action: usize, item: &str, need: u64, out: &
                     eta_min: eta,
                     province: sp.province.clone(),
                     borrowed: tier.kind != TierKind::Own,
-                    explanation: format!("{place}, {km:.1} km, ETA {eta} min: {share}"),
+                    explanation,
                 });
             }
         }
