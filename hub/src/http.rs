@@ -44,6 +44,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub stream: broadcast::Sender<Arc<str>>,
     pub connected: Arc<AtomicBool>,
+    /// Whether the broker granted the hub's subscriptions on the current connection.
+    pub subscribed: Arc<AtomicBool>,
     /// The rules file, when the hub runs one (else the shipped rules).
     pub rules_file: Option<std::path::PathBuf>,
     /// Cancelled at shutdown: open streams end so that the server can stop.
@@ -235,6 +237,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "status": if ok { "ok" } else { "degraded" },
         "database": db,
         "broker": broker,
+        "subscribed": state.subscribed.load(Ordering::Relaxed),
         "rules": rules,
     });
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()

@@ -140,7 +140,11 @@ impl Intake {
         for item in &items {
             if let Item::Event(e) = item {
                 outcome.receipts.entry(e.node.clone()).or_default().push(e.id.clone());
-                if parsed.insert(e.id.clone(), e).is_none() {
+                self.metrics.events_received.get_or_create(&Metrics::kind(&kind_name(e))).inc();
+                if parsed.insert(e.id.clone(), e).is_some() {
+                    // Delivered twice within this batch.
+                    self.metrics.events_duplicate.inc();
+                } else {
                     events.push(NewEvent {
                         id: e.id.clone(),
                         node: e.node.clone(),
@@ -170,7 +174,6 @@ impl Intake {
         let mut rest = Vec::new();
         for e in &events {
             let kind = Metrics::kind(&e.kind);
-            self.metrics.events_received.get_or_create(&kind).inc();
             if !new.contains(&e.id) {
                 self.metrics.events_duplicate.inc();
                 continue;

@@ -180,9 +180,11 @@ impl Hub {
             link_stop.clone(),
         ));
         let connected = Arc::new(AtomicBool::new(false));
+        let subscribed = Arc::new(AtomicBool::new(false));
         {
             let client = client.clone();
             let connected = connected.clone();
+            let subscribed = subscribed.clone();
             let metrics = self.metrics.clone();
             let filter = event_filter(self.config.shared_group.as_deref());
             let acks = ack_filter(self.config.shared_group.as_deref());
@@ -204,9 +206,10 @@ impl Hub {
                                 warn!(error = %e, "could not subscribe to the node topics");
                             }
                         }
-                        mqtt::Link::Subscribed => {}
+                        mqtt::Link::Subscribed => subscribed.store(true, Ordering::Relaxed),
                         mqtt::Link::Down => {
                             connected.store(false, Ordering::Relaxed);
+                            subscribed.store(false, Ordering::Relaxed);
                             metrics.broker_connected.set(0);
                         }
                     }
@@ -277,6 +280,7 @@ impl Hub {
             metrics: self.metrics.clone(),
             stream: self.stream.clone(),
             connected,
+            subscribed,
             rules_file: self.rules_file.clone(),
             stop: stop.clone(),
             dispatcher: Some(dispatcher.clone()),

@@ -282,13 +282,11 @@ impl TestHub {
         let stop = CancellationToken::new();
         let task = tokio::spawn(hub.run_until_stopped(stop.clone()));
         let health = format!("http://{http}/healthz");
-        eventually(Duration::from_secs(30), "the hub to connect to its broker", || async {
+        eventually(Duration::from_secs(30), "the hub to subscribe to the node topics", || async {
             let body: serde_json::Value = reqwest::get(&health).await.ok()?.json().await.ok()?;
-            (body["broker"] == true).then_some(())
+            (body["subscribed"] == true).then_some(())
         })
         .await;
-        // The subscription follows the connection at once; give the SUBACK a moment.
-        tokio::time::sleep(Duration::from_millis(200)).await;
         TestHub { http, store, rules, stop, task: Some(task) }
     }
 

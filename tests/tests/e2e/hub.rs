@@ -338,8 +338,17 @@ async fn two_hubs_on_one_postgres_database_commit_concurrent_deliveries_once() {
         (nodes["items"][0]["events"] == n).then_some(())
     })
     .await;
-    // Give both hubs time to finish what they hold; the count must not move past n.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until both hubs have handled every delivery (2n each: every event twice, to each
+    // hub); only then can the count be checked for not moving past n.
+    for hub in [&hub_a, &hub_b] {
+        let url = hub.url("/metrics");
+        eventually(Duration::from_secs(60), "every delivery handled", || async {
+            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            let handled = crate::ingest::metric(&text, "yingji_hub_events_received_total{kind=\"report\"}")?;
+            (handled >= (2 * n) as f64).then_some(())
+        })
+        .await;
+    }
     let nodes = hub_a.get(&viewer, "/api/v1/nodes").await;
     assert_eq!(nodes["items"][0]["events"], n, "once each, across both hubs");
     let incident = hub_a.get(&viewer, "/api/v1/incidents/pg-1").await;
@@ -378,7 +387,7 @@ async fn events_sent_while_the_hub_restarts_arrive_once() {
         (crate::ingest::metric(&text, "yingji_node_outbox_events")? == 0.0).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The outbox is empty: every event was receipted, so committed; none can come again.
     let i = hub.get(&viewer, "/api/v1/incidents/rs-1").await;
     assert_eq!(i["incident"]["reports"], 150, "nothing counted twice");
     node.shutdown().await;
