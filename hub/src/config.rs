@@ -366,20 +366,7 @@ mod tests {
     fn the_documented_example_names_every_option_correctly() {
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/hub.toml")).expect("docs/hub.toml");
-        let uncommented: String = text
-            .lines()
-            .map(|l| match l.strip_prefix("# ") {
-                Some(rest)
-                    if rest
-                        .split_once(" = ")
-                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
-                {
-                    rest
-                }
-                _ => l,
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+        let uncommented = yingji_node::config::uncomment_options(&text);
         let file: FileConfig = toml::from_str(&uncommented).expect("every documented option is a real one");
         assert!(file.mqtt.is_some() && file.db.is_some() && file.log.is_some() && file.cap_sector.is_some());
         let documented = uncommented.lines().filter(|l| l.contains(" = ") && !l.starts_with('#')).count();

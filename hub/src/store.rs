@@ -31,6 +31,13 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// The columns `WarningRow::from_row` reads, in its order.
+const WARNING_COLUMNS: &str = "wkey, exercise, node, kind, station, region, incident, colour, value, threshold, \
+     raised_ms, updated_ms, event_id, body, cap_id";
+/// The columns `AssessmentRow::from_row` reads, in its order.
+const ASSESSMENT_COLUMNS: &str = "id, subject, exercise, incident, division, at_ms, level, previous, change, rule, \
+     reason, inputs, actions, matched, trigger_event, cap_id";
+
 /// Rows per multi-row INSERT: under both databases' bind limits.
 const CHUNK: usize = 400;
 
@@ -174,11 +181,10 @@ impl Store {
     }
 
     pub async fn warnings(&self, active_only: bool, exercise: Option<bool>) -> Result<Vec<WarningRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT wkey, exercise, node, kind, station, region, incident, colour, value, threshold, raised_ms, \
-             updated_ms, event_id, body, cap_id FROM warnings \
-             WHERE ($1 = 0 OR colour IS NOT NULL) AND ($2 IS NULL OR exercise = $2) ORDER BY updated_ms DESC, wkey",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WARNING_COLUMNS} FROM warnings \
+             WHERE ($1 = 0 OR colour IS NOT NULL) AND ($2 IS NULL OR exercise = $2) ORDER BY updated_ms DESC, wkey"
+        )))
         .bind(i64::from(active_only))
         .bind(exercise.map(i64::from))
         .fetch_all(&self.reader)
@@ -187,11 +193,10 @@ impl Store {
     }
 
     pub async fn assessments(&self, query: &AssessmentQuery) -> Result<Vec<AssessmentRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, subject, exercise, incident, division, at_ms, level, previous, change, rule, reason, inputs, \
-             actions, matched, trigger_event, cap_id FROM assessments \
-             WHERE ($1 IS NULL OR subject = $1) AND ($2 IS NULL OR exercise = $2) ORDER BY at_ms DESC, id DESC LIMIT $3",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ASSESSMENT_COLUMNS} FROM assessments \
+             WHERE ($1 IS NULL OR subject = $1) AND ($2 IS NULL OR exercise = $2) ORDER BY at_ms DESC, id DESC LIMIT $3"
+        )))
         .bind(query.subject.clone())
         .bind(query.exercise.map(i64::from))
         .bind(query.limit)
@@ -201,13 +206,11 @@ impl Store {
     }
 
     pub async fn assessment(&self, id: &str) -> Result<Option<AssessmentRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, subject, exercise, incident, division, at_ms, level, previous, change, rule, reason, inputs, \
-             actions, matched, trigger_event, cap_id FROM assessments WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ASSESSMENT_COLUMNS} FROM assessments WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?;
         row.as_ref().map(AssessmentRow::from_row).transpose()
     }
 
@@ -789,10 +792,9 @@ impl Tx {
     }
 
     pub async fn warning(&mut self, key: &str, exercise: bool) -> Result<Option<WarningRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT wkey, exercise, node, kind, station, region, incident, colour, value, threshold, raised_ms, \
-             updated_ms, event_id, body, cap_id FROM warnings WHERE wkey = $1 AND exercise = $2",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WARNING_COLUMNS} FROM warnings WHERE wkey = $1 AND exercise = $2"
+        )))
         .bind(key)
         .bind(i64::from(exercise))
         .fetch_optional(&mut *self.tx)
@@ -803,10 +805,9 @@ impl Tx {
     /// Active warnings of one exercise flag whose region starts with `prefix` (a province's
     /// first two digits, say).
     pub async fn active_warnings(&mut self, exercise: bool) -> Result<Vec<WarningRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT wkey, exercise, node, kind, station, region, incident, colour, value, threshold, raised_ms, \
-             updated_ms, event_id, body, cap_id FROM warnings WHERE colour IS NOT NULL AND exercise = $1 ORDER BY wkey",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WARNING_COLUMNS} FROM warnings WHERE colour IS NOT NULL AND exercise = $1 ORDER BY wkey"
+        )))
         .bind(i64::from(exercise))
         .fetch_all(&mut *self.tx)
         .await?;

@@ -430,6 +430,24 @@ pub fn parse_hub_keys(text: &str) -> anyhow::Result<Vec<ed25519_dalek::Verifying
     Ok(keys)
 }
 
+/// A documented example config (every option commented out as `# name = value`) with its
+/// options uncommented, so that a test can parse it and count them (node and hub do).
+pub fn uncomment_options(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("the config file {} is not valid", path.display()))
@@ -488,20 +506,7 @@ mod tests {
         // docs/node.toml shows every option commented out: uncomment them all and parse.
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/node.toml")).expect("docs/node.toml");
-        let uncommented: String = text
-            .lines()
-            .map(|l| match l.strip_prefix("# ") {
-                Some(rest)
-                    if rest
-                        .split_once(" = ")
-                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
-                {
-                    rest
-                }
-                _ => l,
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+        let uncommented = uncomment_options(&text);
         let file: FileConfig = toml::from_str(&uncommented).expect("every documented option is a real one");
         assert!(file.mqtt.is_some() && file.db.is_some() && file.log.is_some() && file.reconnect_max_s.is_some());
         let documented = uncommented.lines().filter(|l| l.contains(" = ") && !l.starts_with('#')).count();
