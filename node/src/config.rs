@@ -118,6 +118,14 @@ pub struct Args {
     #[arg(long, env = "YINGJI_NODE_HUB_KEY", value_name = "FILE")]
     pub hub_key: Option<PathBuf>,
 
+    /// A topic prefix under which this node's devices publish on the field broker, such as
+    /// `n/guangdong/`, for when several nodes share one broker: the node subscribes to
+    /// <PREFIX>yingji/v1/..., sends rejects and relays orders under it, and reads everything
+    /// else as if the prefix were not there. It does what a broker's mount point does
+    /// (Mosquitto's `mount_point`) for a broker that cannot. Default: none.
+    #[arg(long, env = "YINGJI_NODE_FIELD_MOUNT", value_name = "PREFIX")]
+    pub field_mount: Option<String>,
+
     /// The most events sent to the hub and not yet receipted.
     #[arg(long, env = "YINGJI_NODE_FORWARD_INFLIGHT", value_name = "N")]
     pub forward_inflight: Option<usize>,
@@ -186,6 +194,7 @@ struct FileConfig {
     reconnect_max_s: Option<u64>,
     hub_mqtt: Option<String>,
     hub_key: Option<PathBuf>,
+    field_mount: Option<String>,
     forward_inflight: Option<usize>,
     forward_resend_ms: Option<u64>,
     outbox_max: Option<i64>,
@@ -268,6 +277,8 @@ pub struct Config {
     pub hub: Option<MqttUrl>,
     /// The file of the hub's public keys (see [`load_hub_keys`]); `None`: orders are refused.
     pub hub_key: Option<PathBuf>,
+    /// The field topic prefix (see `--field-mount`); empty: none.
+    pub field_mount: String,
     pub forward_inflight: usize,
     pub forward_resend: Duration,
     pub outbox_max: i64,
@@ -346,6 +357,7 @@ impl Config {
             reconnect_max: Duration::from_secs(args.reconnect_max_s.or(file.reconnect_max_s).unwrap_or(30).max(1)),
             hub: args.hub_mqtt.or(file.hub_mqtt).map(|u| MqttUrl::parse(&u)).transpose()?,
             hub_key: args.hub_key.or(file.hub_key),
+            field_mount: valid_mount(args.field_mount.or(file.field_mount).unwrap_or_default())?,
             forward_inflight: args.forward_inflight.or(file.forward_inflight).unwrap_or(500).max(1),
             forward_resend: Duration::from_millis(
                 args.forward_resend_ms.or(file.forward_resend_ms).unwrap_or(2000).clamp(50, 3_600_000),
@@ -388,6 +400,7 @@ impl Config {
             reconnect_max: Duration::from_secs(2),
             hub: None,
             hub_key: None,
+            field_mount: String::new(),
             forward_inflight: 500,
             forward_resend: Duration::from_millis(200),
             outbox_max: 1_000_000,
@@ -400,6 +413,17 @@ impl Config {
             log: "info".to_owned(),
         }
     }
+}
+
+/// Checks a `--field-mount` prefix: empty, or topic levels without wildcards ending in `/`.
+pub fn valid_mount(prefix: String) -> anyhow::Result<String> {
+    if prefix.is_empty() {
+        return Ok(prefix);
+    }
+    if !prefix.ends_with('/') || prefix.starts_with('/') || prefix.contains(['+', '#', '\0']) || prefix.contains("//") {
+        bail!("--field-mount {prefix:?}: topic levels without + or #, ending in '/', such as \"n/guangdong/\"");
+    }
+    Ok(prefix)
 }
 
 /// Reads the hub's public keys: standard base64 of 32 raw bytes, one per line; `#` starts a
@@ -511,6 +535,19 @@ mod tests {
         assert!(file.mqtt.is_some() && file.db.is_some() && file.log.is_some() && file.reconnect_max_s.is_some());
         let documented = uncommented.lines().filter(|l| l.contains(" = ") && !l.starts_with('#')).count();
         assert_eq!(documented, 27, "docs/node.toml documents every option once");
+    }
+
+    #[test]
+    fn field_mounts_are_topic_levels_ending_in_a_slash() {
+        for good in ["", "n/gd/", "a/", "n/node-1/x/"] {
+            assert_eq!(valid_mount(good.to_owned()).expect(good), good);
+        }
+        for bad in ["n/gd", "/n/", "n/+/", "n/#/", "n//", "n/\0/"] {
+            let err = valid_mount(bad.to_owned()).expect_err(bad).to_string();
+            assert!(err.contains("--field-mount"), "{bad:?}: {err}");
+        }
+        let args = Args { id: Some("n".into()), field_mount: Some("n/x".into()), ..Args::default() };
+        assert!(Config::resolve(args).is_err());
     }
 
     #[test]

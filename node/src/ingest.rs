@@ -44,6 +44,8 @@ pub struct Ingest {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub client: AsyncClient,
+    /// The field topic prefix (`--field-mount`) rejects are published under; empty: none.
+    pub mount: String,
     pub limits: Limits,
     pub batch_max: usize,
     pub batch_linger: Duration,
@@ -538,7 +540,7 @@ impl Ingest {
     fn notify(&self, refused: Refused) {
         let Some(device) = refused.device else { return };
         let Ok(payload) = serde_json::to_vec(&refused.notice) else { return };
-        if let Err(e) = self.client.try_publish(topic::reject(&device), QoS::AtMostOnce, false, payload) {
+        if let Err(e) = self.client.try_publish(format!("{}{}", self.mount, topic::reject(&device)), QoS::AtMostOnce, false, payload) {
             debug!(error = %e, device, "reject notice dropped: the request queue is full");
         }
     }

@@ -163,6 +163,25 @@ impl Node {
         // which never waits on us, so a full channel only slows ingest down.
         let (client, eventloop) = mqtt::client(&spec, 16_384)?;
         let (messages_tx, messages_rx) = mpsc::unbounded_channel();
+        // Behind a field mount, messages come in under the prefix: ingest sees them without it.
+        let mount = self.config.field_mount.clone();
+        let messages_tx = if mount.is_empty() {
+            messages_tx
+        } else {
+            let (mounted_tx, mut mounted_rx) = mpsc::unbounded_channel::<rumqttc::Publish>();
+            let mount = mount.clone();
+            tasks.spawn(async move {
+                while let Some(mut publish) = mounted_rx.recv().await {
+                    if let Some(rest) = publish.topic.strip_prefix(mount.as_str()) {
+                        publish.topic = rest.to_owned();
+                    }
+                    if messages_tx.send(publish).is_err() {
+                        break;
+                    }
+                }
+            });
+            mounted_tx
+        };
         let (links_tx, mut links_rx) = mpsc::unbounded_channel();
         let link_stop = CancellationToken::new();
         tasks.spawn(mqtt::drive(
@@ -184,6 +203,7 @@ impl Node {
             let broker_up = broker_up.clone();
             let subscribed = subscribed.clone();
             let stop = stop.clone();
+            let mount = mount.clone();
             tasks.spawn(async move {
                 loop {
                     let link = tokio::select! {
@@ -196,7 +216,7 @@ impl Node {
                             let filters = yingji_proto::topic::FIELD_SUBSCRIPTIONS
                                 .iter()
                                 .chain([&yingji_proto::topic::ACK_SUBSCRIPTION])
-                                .map(|t| rumqttc::SubscribeFilter::new((*t).to_owned(), rumqttc::QoS::AtLeastOnce));
+                                .map(|t| rumqttc::SubscribeFilter::new(format!("{mount}{t}"), rumqttc::QoS::AtLeastOnce));
                             if let Err(e) = client.subscribe_many(filters).await {
                                 warn!(error = %e, "could not subscribe to the field topics");
                             }
@@ -257,6 +277,7 @@ impl Node {
             node_id: self.config.id.clone(),
             keys: self.hub_keys.clone(),
             field: client.clone(),
+            mount: mount.clone(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             forward: wake_forwarder.clone(),
@@ -293,6 +314,7 @@ impl Node {
             registry: self.registry.clone(),
             metrics: self.metrics.clone(),
             client: client.clone(),
+            mount: mount.clone(),
             limits: yingji_proto::Limits::default(),
             batch_max: self.config.batch_max,
             batch_linger: self.config.batch_linger,

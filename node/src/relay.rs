@@ -55,6 +55,8 @@ pub struct OrderRelay {
     pub keys: Arc<[VerifyingKey]>,
     /// The field broker's client (the node's ingest connection).
     pub field: AsyncClient,
+    /// The field topic prefix (`--field-mount`); empty: none.
+    pub mount: String,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     /// Woken when a refusal was queued for the hub.
@@ -97,7 +99,7 @@ impl OrderRelay {
         });
         match verified {
             Ok(order) => {
-                let to = topic::dispatch(&order.team);
+                let to = format!("{}{}", self.mount, topic::dispatch(&order.team));
                 match self.field.publish(to, QoS::AtLeastOnce, false, payload.to_vec()).await {
                     Ok(()) => {
                         self.metrics.dispatch_relayed.inc();
