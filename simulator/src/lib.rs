@@ -1,11 +1,13 @@
 //! The Yingji scenario simulator.
 //!
-//! Pure core (no IO): [`scenario`] (the TOML format), [`geography`] (the sample geography
-//! generator), [`hazard`] (hazard fields over time), [`model`] (the deterministic message stream
-//! and the ground truth). IO at the edges: the fleet and teams over MQTT, the embedded platform,
+//! Pure core (no IO but [`scenario::Scenario::load`]): [`scenario`] (the TOML format and the
+//! files it references), [`geography`] (the sample geography generator and regions files),
+//! [`hazard`] (hazard fields over space and time), [`model`] (the deterministic message stream
+//! of stations and reporting units, and simulated teams), [`truth`] (the ground truth). IO at the edges: the fleet and teams over MQTT, the embedded platform,
 //! the evaluation against the hub's API, and the demo.
 
 pub mod geography;
 pub mod hazard;
 pub mod model;
 pub mod scenario;
+pub mod truth;
