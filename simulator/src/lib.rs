@@ -11,3 +11,12 @@ pub mod hazard;
 pub mod model;
 pub mod scenario;
 pub mod truth;
+
+pub mod cli;
+pub mod demo;
+pub mod drill;
+pub mod eval;
+pub mod fleet;
+pub mod platform;
+pub mod report;
+pub mod teams;

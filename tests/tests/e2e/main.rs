@@ -3,6 +3,7 @@
 mod connection;
 mod crash;
 mod dispatch;
+mod drill;
 mod forward;
 mod hostile;
 mod hub;
