@@ -205,7 +205,7 @@ fn on_order(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(order.id.clone(), OrderTimes { received_ms: now_ms, ..OrderTimes::default() });
-        let plan = team.respond(&order.id, shared.seed);
+        let plan = team.respond_to(&order.id, shared.seed, Some(destination(&order)));
         let wall = |scenario_s: f64| ((scenario_s.max(0.0) / shared.speed) * 1000.0) as i64;
         let steps: Vec<(AckStatus, i64)> = match &plan {
             TeamPlan::NoShow => {
@@ -233,7 +233,7 @@ fn on_order(
         steps
     };
     drop(planned);
-    let note = match team.respond(&order.id, shared.seed) {
+    let note = match team.respond_to(&order.id, shared.seed, Some(destination(&order))) {
         TeamPlan::Decline { reason, .. } => Some(reason),
         _ => None,
     };
@@ -271,6 +271,10 @@ fn on_order(
             }
         });
     }
+}
+
+fn destination(order: &DispatchOrder) -> crate::hazard::LatLon {
+    crate::hazard::LatLon { lat: order.destination.lat, lon: order.destination.lon }
 }
 
 /// An acknowledgement of `order` with a stable id (a resend is a duplicate, not a new ack).
