@@ -1,7 +1,7 @@
 //! The device registry: the node's stations with their location and water-level lines.
 //!
 //! Loaded from CSV (`id,kind,name,lat,lon,region,warning_level,guarantee_level`, optionally
-//! followed by `historic_max,interval_s`; header required, the columns after `lon` may be empty) or from GeoJSON (Point features with the same
+//! followed by `historic_max,interval_s,exercise`; header required, the columns after `lon` may be empty) or from GeoJSON (Point features with the same
 //! properties). A reading from a device that is not in the registry is still kept, flagged as
 //! unregistered and counted.
 
@@ -35,6 +35,33 @@ pub struct Device {
     /// this without a word.
     #[serde(default)]
     pub interval_s: Option<f64>,
+    /// A drill station (a simulator's, or a real one lent to an exercise): the warnings and
+    /// health events of its readings are marked `exercise` and never reach real data.
+    #[serde(default, deserialize_with = "flag")]
+    pub exercise: bool,
+}
+
+/// A CSV/GeoJSON boolean: empty, `true`/`false`, `1`/`0`, `yes`/`no`.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Int(i64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(false),
+        Some(Raw::Bool(b)) => Ok(b),
+        Some(Raw::Int(0)) => Ok(false),
+        Some(Raw::Int(1)) => Ok(true),
+        Some(Raw::Int(n)) => Err(serde::de::Error::custom(format!("exercise {n}: true or false"))),
+        Some(Raw::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
+            "" | "false" | "0" | "no" => Ok(false),
+            "true" | "1" | "yes" => Ok(true),
+            other => Err(serde::de::Error::custom(format!("exercise {other:?}: true or false"))),
+        },
+    }
 }
 
 /// All registered devices by id.
@@ -141,6 +168,15 @@ mod tests {
                    r1,rain_gauge,Rain 1,28.1,120.7,,,\n";
         let registry = Registry::from_csv(csv).expect("csv");
         assert_eq!(registry.len(), 2);
+        assert!(registry.iter().all(|d| !d.exercise), "stations are real unless marked");
+        let marked = "id,kind,name,lat,lon,region,warning_level,guarantee_level,historic_max,interval_s,exercise\n\
+                      a,rain_gauge,A,28.0,120.6,,,,,,true\nb,rain_gauge,B,28.0,120.6,,,,,,0\nc,rain_gauge,C,28.0,120.6,,,,,,\n";
+        let drill = Registry::from_csv(marked).expect("csv with exercise");
+        let flags: Vec<bool> = ["a", "b", "c"].iter().map(|id| drill.get(id).is_some_and(|d| d.exercise)).collect();
+        assert_eq!(flags, [true, false, false]);
+        let bad = "id,kind,name,lat,lon,region,warning_level,guarantee_level,historic_max,interval_s,exercise\n\
+                   a,rain_gauge,A,28.0,120.6,,,,,,perhaps\n";
+        assert!(format!("{:#}", Registry::from_csv(bad).expect_err("refused")).contains("perhaps"));
         assert_eq!(registry.get("g1").and_then(|d| d.warning_level), Some(4.5));
         assert_eq!(registry.get("r1").and_then(|d| d.region.clone()), None);
 

@@ -70,6 +70,11 @@ impl Watch {
         })
     }
 
+    /// Whether `device` is a drill station (its events are exercise data).
+    fn exercise(&self, device: &str) -> bool {
+        self.registry.get(device).is_some_and(|d| d.exercise)
+    }
+
     fn region(&self, device: &str) -> String {
         self.registry
             .get(device)
@@ -153,7 +158,7 @@ impl Watch {
                     format!("{}:warning:{}", self.node_id, uuid::Uuid::now_v7().simple()),
                     EventKind::Warning,
                     now_ms,
-                    false,
+                    self.exercise(device),
                     &region,
                     None,
                     body,
@@ -172,7 +177,7 @@ impl Watch {
                     format!("{}:device:{}", self.node_id, uuid::Uuid::now_v7().simple()),
                     EventKind::Device,
                     now_ms,
-                    false,
+                    self.exercise(device),
                     &region,
                     None,
                     body,
@@ -247,6 +252,31 @@ impl Watch {
 mod tests {
     use super::*;
     use crate::store::Filing;
+
+    #[test]
+    fn events_of_drill_stations_are_exercise_data() {
+        let csv = "id,kind,name,lat,lon,region,warning_level,guarantee_level,historic_max,interval_s,exercise\n\
+                   real,rain_gauge,Real,28.0,120.6,330302,,,,,\n\
+                   drill,rain_gauge,Drill,28.0,120.6,330302,,,,,true\n";
+        let registry = Arc::new(Registry::from_csv(csv).expect("registry"));
+        let watch = Watch::new("n1".into(), Thresholds::default(), registry, Arc::new(Regions::default()));
+        let warning = Transition::Warning {
+            metric: monitor::Metric::Rain { window_h: 1 },
+            from: None,
+            to: Some(monitor::Colour::Blue),
+            value: 51.0,
+            threshold: 50.0,
+            episode: 1,
+            rise_m_per_h: None,
+        };
+        for (device, exercise) in [("real", false), ("drill", true), ("unregistered", false)] {
+            for t in [&warning, &Transition::Online] {
+                let e: serde_json::Value =
+                    serde_json::from_str(&watch.transition_event(device, t, 0, 0).payload).expect("json");
+                assert_eq!(e["exercise"], exercise, "{device}: {e}");
+            }
+        }
+    }
 
     #[test]
     fn an_overdue_daily_update_is_raised_once() {
