@@ -489,6 +489,371 @@ pub fn ring_polygon(ring: &[Vec<f64>]) -> Polygon<f64> {
     Polygon::new(ring.iter().map(|p| geo::coord! { x: p[0], y: p[1] }).collect(), vec![])
 }
 
+// ---------------------------------------------------------------------------------------------
+// The shipped sample data
+
+/// A river for the sample data: a name, its gauges' id prefix, and its course (upstream first).
+struct River {
+    name: &'static str,
+    prefix: &'static str,
+    from: LatLon,
+    to: LatLon,
+    gauges: usize,
+    /// Normal level at the first gauge, metres; it drops 2 m per gauge downstream.
+    top_level: f64,
+}
+
+const QINGJIANG: River = River {
+    name: "清江",
+    prefix: "wl-qj",
+    from: LatLon { lat: 27.05, lon: 119.4 },
+    to: LatLon { lat: 26.95, lon: 123.1 },
+    gauges: 12,
+    top_level: 30.0,
+};
+
+const YUANXI: River = River {
+    name: "沅溪",
+    prefix: "wl-yx",
+    from: LatLon { lat: 27.75, lon: 117.3 },
+    to: LatLon { lat: 27.2, lon: 121.0 },
+    gauges: 14,
+    top_level: 40.0,
+};
+
+/// One row of a device registry (the node's CSV columns).
+struct StationRow {
+    id: String,
+    kind: &'static str,
+    name: String,
+    at: LatLon,
+    region: String,
+    lines: Option<(f64, f64, f64)>,
+    interval_s: u32,
+}
+
+const DEVICE_HEADER: &str = "id,kind,name,lat,lon,region,warning_level,guarantee_level,historic_max,interval_s\n";
+
+fn r5(x: f64) -> f64 {
+    (x * 1e5).round() / 1e5
+}
+
+fn r2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn devices_csv(rows: &[StationRow]) -> String {
+    let mut out = String::from(DEVICE_HEADER);
+    for r in rows {
+        let (w, g, h) = match r.lines {
+            Some((w, g, h)) => (w.to_string(), g.to_string(), h.to_string()),
+            None => (String::new(), String::new(), String::new()),
+        };
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{w},{g},{h},{}\n",
+            r.id,
+            r.kind,
+            r.name,
+            r5(r.at.lat),
+            r5(r.at.lon),
+            r.region,
+            r.interval_s
+        ));
+    }
+    out
+}
+
+/// `(kind, name suffix, id prefix, per county, interval s)`.
+type Mix = (&'static str, &'static str, &'static str, usize, u32);
+
+/// Stations scattered over counties: each mix gives `per county` stations in every county.
+fn scatter(geo: &Geography, counties: &[&Division], mixes: &[Mix], seed: u64, tag: &str) -> Vec<StationRow> {
+    use rand::Rng;
+    let mut rows = Vec::new();
+    for &(kind, label, prefix, per_county, interval_s) in mixes {
+        let mut n = 0;
+        for county in counties {
+            let mut r = crate::model::seed::rng(seed, &["scatter", tag, prefix, &county.code]);
+            for i in 0..per_county {
+                n += 1;
+                let at = geo.point_in(&county.code, || r.random::<f64>()).unwrap_or(county.interior);
+                rows.push(StationRow {
+                    id: format!("{prefix}-{n:05}"),
+                    kind,
+                    name: format!("{}{label}{}", county.name, i + 1),
+                    at,
+                    region: county.code.clone(),
+                    lines: None,
+                    interval_s,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Gauges along a river: evenly spaced with a gentle meander, lines from a falling normal level.
+fn river_gauges(geo: &Geography, river: &River, seed: u64, interval_s: u32) -> Vec<StationRow> {
+    let mut rows = Vec::new();
+    for i in 0..river.gauges {
+        let f = i as f64 / (river.gauges - 1).max(1) as f64;
+        let meander = 0.06 * (f * 9.0 + unit(sub_seed(seed, &["meander", river.prefix])) * 6.0).sin();
+        let at = LatLon {
+            lat: river.from.lat + (river.to.lat - river.from.lat) * f + meander,
+            lon: river.from.lon + (river.to.lon - river.from.lon) * f,
+        };
+        let county = geo.county_at(at);
+        let normal = river.top_level - 2.0 * i as f64;
+        let warning = r2(normal + 1.5);
+        rows.push(StationRow {
+            id: format!("{}-{:02}", river.prefix, i + 1),
+            kind: "water_level_gauge",
+            name: format!("{}{}水文站", river.name, county.map_or("", |c| c.name.trim_end_matches(['县', '区']))),
+            at,
+            region: county.map(|c| c.code.clone()).unwrap_or_default(),
+            lines: Some((warning, r2(warning + 1.0), r2(warning + 2.2))),
+            interval_s,
+        });
+    }
+    rows
+}
+
+/// Reservoirs: `per_county` in each county, normal levels 60–160 m.
+fn reservoirs(geo: &Geography, counties: &[&Division], per_county: usize, seed: u64) -> Vec<StationRow> {
+    let mut rows = scatter(geo, counties, &[("reservoir", "水库", "rs", per_county, 60)], seed, "reservoir");
+    for r in &mut rows {
+        let normal = 60.0 + (unit(sub_seed(seed, &["reservoir-level", &r.id])) * 100.0).round();
+        let warning = r2(normal + 2.5);
+        r.lines = Some((warning, r2(warning + 1.5), r2(warning + 3.0)));
+    }
+    rows
+}
+
+fn counties_of<'a>(geo: &'a Geography, prefixes: &[&str]) -> Vec<&'a Division> {
+    geo.counties().filter(|c| prefixes.iter().any(|p| c.code.starts_with(p))).collect()
+}
+
+/// Teams at the prefecture seats of `provinces` (two per prefecture), for the nodes `n{PP}`.
+fn teams_csv(geo: &Geography, provinces: &[&str], seed: u64) -> String {
+    const SECOND: [(&str, &str); 5] = [
+        ("search_rescue;medical", "地震救援队"),
+        ("medical", "医疗救护队"),
+        ("engineering;logistics", "工程抢险队"),
+        ("hazmat;fire", "危化品救援队"),
+        ("comms;evacuation", "应急通信保障队"),
+    ];
+    let mut out = String::from("id,name,node,lat,lon,capabilities,size\n");
+    for province in provinces {
+        let mut n = 0;
+        for prefecture in geo.divisions.values().filter(|d| d.parent.as_deref() == Some(&format!("{province}0000"))) {
+            let base = prefecture.name.trim_end_matches('市');
+            for (i, (capabilities, label)) in
+                [("flood_rescue;evacuation", "防汛抢险队"), SECOND[n / 2 % SECOND.len()]].into_iter().enumerate()
+            {
+                n += 1;
+                let size = 20 + (unit(sub_seed(seed, &["team-size", province, &n.to_string()])) * 60.0) as u32;
+                let dx = if i == 0 { 0.01 } else { -0.01 };
+                out.push_str(&format!(
+                    "t{province}-{n:02},{base}{label},n{province},{},{},{capabilities},{size}\n",
+                    r5(prefecture.interior.lat + dx),
+                    r5(prefecture.interior.lon + dx)
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn stockpiles_csv(geo: &Geography, seed: u64) -> String {
+    let mut out = String::from("id,name,lat,lon,items\n");
+    for (n, prefecture) in geo.divisions.values().filter(|d| d.level == Level::Prefecture).enumerate() {
+        let k = |item: &str, base: f64| {
+            let x = base * (0.5 + unit(sub_seed(seed, &["stock", &prefecture.code, item])));
+            (x / 10.0).round() as u64 * 10
+        };
+        out.push_str(&format!(
+            "s-{:03},{}应急物资储备库,{},{},tent={};quilt={};folding_bed={};food_ration={};drinking_water={};life_jacket={};rubber_boat={};water_pump={};generator={};sandbag={};excavator={}\n",
+            n + 1,
+            prefecture.name.trim_end_matches('市'),
+            r5(prefecture.interior.lat - 0.02),
+            r5(prefecture.interior.lon + 0.02),
+            k("tent", 2000.0),
+            k("quilt", 6000.0),
+            k("folding_bed", 1500.0),
+            k("food_ration", 30_000.0),
+            k("drinking_water", 30_000.0),
+            k("life_jacket", 2000.0),
+            k("rubber_boat", 40.0),
+            k("water_pump", 30.0),
+            k("generator", 40.0),
+            k("sandbag", 50_000.0),
+            k("excavator", 20.0),
+        ));
+    }
+    out
+}
+
+fn targets_csv(geo: &Geography, seed: u64) -> String {
+    let mut out = String::from("id,name,kind,lat,lon,people\n");
+    let kinds = [("school", "中学", 1500.0), ("hospital", "人民医院", 800.0), ("nursing_home", "敬老院", 200.0)];
+    let mut n = 0;
+    for county in geo.counties() {
+        let base = county.name.trim_end_matches(['县', '区']);
+        for (i, (kind, label, people)) in kinds.iter().enumerate() {
+            n += 1;
+            let f = unit(sub_seed(seed, &["target", &county.code, kind]));
+            let at = LatLon { lat: county.interior.lat + 0.01 * (i as f64 - 1.0), lon: county.interior.lon + 0.01 };
+            out.push_str(&format!(
+                "g-{n:04},{base}{label},{kind},{},{},{}\n",
+                r5(at.lat),
+                r5(at.lon),
+                (people * (0.5 + f)).round()
+            ));
+        }
+    }
+    out
+}
+
+fn hazards_geojson(geo: &Geography, seed: u64) -> String {
+    let mut features = Vec::new();
+    let mut n = 0;
+    for county in geo.counties() {
+        let f = unit(sub_seed(seed, &["risk", &county.code]));
+        n += 1;
+        let (lat, lon) = (r5(county.interior.lat + 0.03), r5(county.interior.lon - 0.03));
+        if f < 0.3 {
+            let d = 0.02;
+            features.push(json!({"type": "Feature", "properties": {"id": format!("h-{n:04}"), "name": format!("{}滑坡隐患点", county.name),
+                "kind": "landslide", "level": if f < 0.1 { "high" } else { "medium" }},
+                "geometry": {"type": "Polygon", "coordinates": [[[lon, lat], [r5(lon + d), lat], [r5(lon + d), r5(lat + d)], [lon, r5(lat + d)], [lon, lat]]]}}));
+        } else if f < 0.45 {
+            features.push(json!({"type": "Feature", "properties": {"id": format!("h-{n:04}"), "name": format!("{}化工园区", county.name),
+                "kind": "chemical_plant", "level": "high"},
+                "geometry": {"type": "Point", "coordinates": [lon, lat]}}));
+        }
+    }
+    let lines: Vec<String> = features.iter().map(|f| f.to_string()).collect();
+    format!("{{\"type\":\"FeatureCollection\",\"features\":[\n{}\n]}}\n", lines.join(",\n"))
+}
+
+/// A FeatureCollection written one feature per line (small diffs, still one JSON value).
+pub fn write_collection(fc: &geojson::FeatureCollection) -> String {
+    let lines: Vec<String> =
+        fc.features.iter().map(|f| serde_json::to_string(f).unwrap_or_default()).collect();
+    format!("{{\"type\":\"FeatureCollection\",\"features\":[\n{}\n]}}\n", lines.join(",\n"))
+}
+
+/// Every file of `simulator/data/` for the shipped scenarios, from `seed`: (path under
+/// `simulator/`, contents). The shipped files are this with seed 1; a test checks that they
+/// still are, and `UPDATE_DATA=1 cargo test -p yingji-simulator --test core` writes them again.
+pub fn sample_files(seed: u64) -> Vec<(String, String)> {
+    let fc = generate(seed, &GeoSpec::sample());
+    let geo = match Geography::from_features(&fc) {
+        Ok(g) => g,
+        Err(e) => return vec![("data/ERROR".into(), e)],
+    };
+    let mut files = vec![("data/geography.geojson".to_owned(), write_collection(&fc))];
+    for p in ["91", "92", "93"] {
+        files.push((format!("data/regions/{p}.geojson"), write_collection(&subset(&fc, &[p]))));
+    }
+    files.push(("data/stockpiles.csv".into(), stockpiles_csv(&geo, seed)));
+    files.push(("data/targets.csv".into(), targets_csv(&geo, seed)));
+    files.push(("data/hazards.geojson".into(), hazards_geojson(&geo, seed)));
+
+    // Typhoon: provinces 92 and 93, about 4,000 stations each, and the water-resources
+    // department's river gauges, reservoirs and hydrological rain gauges (about 2,000).
+    for p in ["92", "93"] {
+        let counties = counties_of(&geo, &[p]);
+        let per_county = 4000 / counties.len().max(1);
+        let weather = per_county / 6;
+        let mixes: [Mix; 2] = [
+            ("rain_gauge", "雨量站", "rg", per_county - weather, 60),
+            ("weather_station", "气象站", "ws", weather, 60),
+        ];
+        let mut rows = scatter(&geo, &counties, &mixes, seed, &format!("typhoon-{p}"));
+        for r in &mut rows {
+            r.id = format!("{}{p}{}", &r.id[..2], &r.id[2..]);
+        }
+        files.push((format!("data/typhoon/devices-{p}.csv"), devices_csv(&rows)));
+    }
+    let basin = counties_of(&geo, &["92", "93"]);
+    let mut water = river_gauges(&geo, &QINGJIANG, seed, 60);
+    water.extend(reservoirs(&geo, &basin, 1, seed));
+    let hydro_per_county = (2000 - water.len()) / basin.len().max(1);
+    water.extend(scatter(&geo, &basin, &[("rain_gauge", "水文雨量站", "hy", hydro_per_county, 60)], seed, "typhoon-slt"));
+    files.push(("data/typhoon/devices-slt.csv".into(), devices_csv(&water)));
+    files.push(("data/typhoon/teams.csv".into(), teams_csv(&geo, &["92", "93"], seed)));
+
+    // Flood: the 沅溪 through provinces 91 and 92; rain gauges at the province nodes.
+    for p in ["91", "92"] {
+        let counties = counties_of(&geo, &[p]);
+        let mut rows = scatter(&geo, &counties, &[("rain_gauge", "雨量站", "rg", 10, 300)], seed, &format!("flood-{p}"));
+        for r in &mut rows {
+            r.id = format!("rg{p}{}", &r.id[2..]);
+        }
+        files.push((format!("data/flood/devices-{p}.csv"), devices_csv(&rows)));
+    }
+    let mut water = river_gauges(&geo, &YUANXI, seed, 300);
+    water.extend(reservoirs(&geo, &counties_of(&geo, &["91", "92"]), 1, seed));
+    files.push(("data/flood/devices-slt.csv".into(), devices_csv(&water)));
+    files.push(("data/flood/teams.csv".into(), teams_csv(&geo, &["91", "92"], seed)));
+
+    // Earthquake: seismometers in provinces 91 and 92, gas detectors around a chemical park.
+    for (p, per_county) in [("91", 15), ("92", 8)] {
+        let counties = counties_of(&geo, &[p]);
+        let mut rows =
+            scatter(&geo, &counties, &[("seismometer", "地震台", "sz", per_county, 60)], seed, &format!("quake-{p}"));
+        for r in &mut rows {
+            r.id = format!("sz{p}{}", &r.id[2..]);
+        }
+        if p == "91" {
+            let park = LatLon { lat: 26.95, lon: 118.2 };
+            for i in 0..24 {
+                // Rings of detectors around the park, 1–6 km out.
+                let ring = 1.0 + (i / 8) as f64 * 2.5;
+                let angle = (i % 8) as f64 * std::f64::consts::TAU / 8.0;
+                let at = LatLon {
+                    lat: park.lat + ring / 111.2 * angle.cos(),
+                    lon: park.lon + ring / (111.2 * park.lat.to_radians().cos()) * angle.sin(),
+                };
+                rows.push(StationRow {
+                    id: format!("gd91-{:03}", i + 1),
+                    kind: "gas_detector",
+                    name: format!("化工园区气体监测点{}", i + 1),
+                    at,
+                    region: geo.county_at(at).map(|c| c.code.clone()).unwrap_or_default(),
+                    lines: None,
+                    interval_s: 30,
+                });
+            }
+        }
+        files.push((format!("data/earthquake/devices-{p}.csv"), devices_csv(&rows)));
+    }
+    files.push(("data/earthquake/teams.csv".into(), teams_csv(&geo, &["91", "92"], seed)));
+
+    // Short: province 91's first two prefectures, five stations per county, three teams.
+    let counties = counties_of(&geo, &["9101", "9102"]);
+    let mixes: [Mix; 2] = [("rain_gauge", "雨量站", "rg91s", 4, 30), ("weather_station", "气象站", "ws91s", 1, 30)];
+    files.push(("data/short/devices.csv".into(), devices_csv(&scatter(&geo, &counties, &mixes, seed, "short"))));
+    let seat = geo.get("910100").map_or(LatLon { lat: 26.3, lon: 117.5 }, |d| d.interior);
+    files.push((
+        "data/short/teams.csv".into(),
+        format!(
+            "id,name,node,lat,lon,capabilities,size\n\
+             ts-01,青岚省防汛抢险一队,n91,{},{},flood_rescue;evacuation,40\n\
+             ts-02,青岚省防汛抢险二队,n91,{},{},flood_rescue;evacuation,35\n\
+             ts-03,青岚省医疗救护队,n91,{},{},medical;logistics,20\n",
+            r5(seat.lat),
+            r5(seat.lon),
+            r5(seat.lat + 0.05),
+            r5(seat.lon + 0.05),
+            r5(seat.lat - 0.05),
+            r5(seat.lon - 0.05)
+        ),
+    ));
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
