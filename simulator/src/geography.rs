@@ -738,8 +738,7 @@ fn hazards_geojson(geo: &Geography, seed: u64) -> String {
 
 /// A FeatureCollection written one feature per line (small diffs, still one JSON value).
 pub fn write_collection(fc: &geojson::FeatureCollection) -> String {
-    let lines: Vec<String> =
-        fc.features.iter().map(|f| serde_json::to_string(f).unwrap_or_default()).collect();
+    let lines: Vec<String> = fc.features.iter().map(|f| serde_json::to_string(f).unwrap_or_default()).collect();
     format!("{{\"type\":\"FeatureCollection\",\"features\":[\n{}\n]}}\n", lines.join(",\n"))
 }
 
@@ -780,14 +779,21 @@ pub fn sample_files(seed: u64) -> Vec<(String, String)> {
     let mut water = river_gauges(&geo, &QINGJIANG, seed, 60);
     water.extend(reservoirs(&geo, &basin, 1, seed));
     let hydro_per_county = (2000 - water.len()) / basin.len().max(1);
-    water.extend(scatter(&geo, &basin, &[("rain_gauge", "水文雨量站", "hy", hydro_per_county, 60)], seed, "typhoon-slt"));
+    water.extend(scatter(
+        &geo,
+        &basin,
+        &[("rain_gauge", "水文雨量站", "hy", hydro_per_county, 60)],
+        seed,
+        "typhoon-slt",
+    ));
     files.push(("data/typhoon/devices-slt.csv".into(), devices_csv(&water)));
     files.push(("data/typhoon/teams.csv".into(), teams_csv(&geo, &["92", "93"], seed)));
 
     // Flood: the 沅溪 through provinces 91 and 92; rain gauges at the province nodes.
     for p in ["91", "92"] {
         let counties = counties_of(&geo, &[p]);
-        let mut rows = scatter(&geo, &counties, &[("rain_gauge", "雨量站", "rg", 10, 300)], seed, &format!("flood-{p}"));
+        let mut rows =
+            scatter(&geo, &counties, &[("rain_gauge", "雨量站", "rg", 10, 300)], seed, &format!("flood-{p}"));
         for r in &mut rows {
             r.id = format!("rg{p}{}", &r.id[2..]);
         }

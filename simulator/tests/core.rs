@@ -70,7 +70,9 @@ fn every_message_of_every_shipped_scenario_is_valid_contract_v1() {
     for name in SCENARIOS {
         let scenario = load(name);
         let mut world = World::new(&scenario, 1).expect("world");
+        let started = std::time::Instant::now();
         let messages = run(&mut world, 60_000);
+        let elapsed = started.elapsed();
         // The node judges times against its clock: say the drill has just ended.
         let now = epoch() + TimeDelta::milliseconds(world.duration_ms() as i64) + TimeDelta::seconds(1);
         let mut counts: BTreeMap<OutKind, usize> = BTreeMap::new();
@@ -109,15 +111,41 @@ fn every_message_of_every_shipped_scenario_is_valid_contract_v1() {
         assert_eq!(counts.get(&OutKind::Status).copied().unwrap_or(0) as u64, truth.messages.statuses, "{name}");
         assert!(truth.messages.reports > 0, "{name}: no reports");
         let minutes = world.duration_ms() as f64 / 60_000.0;
+        let mut colours: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for w in &truth.warnings {
+            *colours.entry((w.metric.as_str(), w.colour.as_str())).or_default() += 1;
+        }
         println!(
-            "{name}: {} stations, {} nodes, {} teams, {:.0} min; {counts:?}; {:.0} messages per scenario-minute; {} expected warnings",
+            "{name}: {} stations, {} nodes, {} teams, {:.0} min; {counts:?}; {:.0} messages per scenario-minute; \
+             World::advance {:.2} ms per scenario-minute; warnings {colours:?}; outages {}",
             world.stations(),
             nodes.len(),
             world.teams().len(),
             minutes,
             messages.len() as f64 / minutes,
-            truth.warnings.len()
+            elapsed.as_secs_f64() * 1000.0 / minutes,
+            truth.outages.len()
         );
+        for i in &truth.incidents {
+            let provinces: Vec<String> = i
+                .divisions
+                .iter()
+                .filter(|(k, _)| k.ends_with("0000"))
+                .map(|(k, f)| {
+                    format!(
+                        "{k}: deaths+missing {}, relocated+needing aid {}",
+                        f.deaths.unwrap_or(0) + f.missing.unwrap_or(0),
+                        f.relocated.unwrap_or(0) + f.needing_aid.unwrap_or(0)
+                    )
+                })
+                .collect();
+            println!(
+                "  {}: {} counties report, {} reports; {provinces:?}",
+                i.id,
+                i.divisions_reporting.len(),
+                i.reports.len()
+            );
+        }
     }
 }
 
@@ -128,8 +156,9 @@ fn the_typhoon_drill_has_about_ten_thousand_stations_over_three_nodes() {
     assert!((9_000..=11_000).contains(&world.stations()), "{} stations", world.stations());
     let ids: Vec<&str> = scenario.nodes.iter().map(|n| n.id.as_str()).collect();
     assert_eq!(ids, ["n93", "n92", "slt"]);
+    let truth = world.truth();
     let provinces: std::collections::BTreeSet<&str> =
-        world.truth().incidents[0].divisions_reporting.iter().map(|c| &c[..2]).collect();
+        truth.incidents[0].divisions_reporting.iter().map(|c| &c[..2]).collect();
     assert_eq!(provinces.into_iter().collect::<Vec<_>>(), ["92", "93"], "the typhoon reaches both provinces");
 }
 
@@ -226,15 +255,10 @@ fn the_truth_equals_the_node_statistics_of_the_report_stream_duplicated_and_shuf
                 continue;
             };
             let rolled = stats::rollup(&stats::latest(facts.iter().copied(), None), &hierarchy);
-            let got: BTreeMap<&str, serde_json::Value> = rolled
-                .iter()
-                .map(|(k, d)| (k.as_str(), serde_json::to_value(d.totals).expect("json")))
-                .collect();
-            let want: BTreeMap<&str, serde_json::Value> = incident
-                .divisions
-                .iter()
-                .map(|(k, f)| (k.as_str(), serde_json::to_value(f).expect("json")))
-                .collect();
+            let got: BTreeMap<&str, serde_json::Value> =
+                rolled.iter().map(|(k, d)| (k.as_str(), serde_json::to_value(d.totals).expect("json"))).collect();
+            let want: BTreeMap<&str, serde_json::Value> =
+                incident.divisions.iter().map(|(k, f)| (k.as_str(), serde_json::to_value(f).expect("json"))).collect();
             assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{name}: divisions");
             for (code, value) in &want {
                 assert_eq!(&got[code], value, "{name}: {} division {code}", incident.id);
@@ -323,7 +347,10 @@ fn expected_warnings_are_those_the_node_raises_from_the_readings() {
             .map(|w| ((w.station, w.metric, w.colour), w.first_crossing_ms))
             .collect();
         assert_eq!(raised, expected, "{name}: the node's warnings differ from the truth");
-        println!("{name}: {} expected warnings, all raised by the node's monitor at the expected times", expected.len());
+        println!(
+            "{name}: {} expected warnings, all raised by the node's monitor at the expected times",
+            expected.len()
+        );
     }
 }
 
@@ -354,8 +381,9 @@ fn teams_answer_deterministically_with_the_configured_mix() {
                 team.respond(&format!("order-{k}"), 1),
                 yingji_simulator::model::TeamPlan::Decline { .. }
             ))),
-            "t92-05" => assert!((0..50).all(|k| team.respond(&format!("order-{k}"), 1)
-                == yingji_simulator::model::TeamPlan::NoShow)),
+            "t92-05" => assert!(
+                (0..50).all(|k| team.respond(&format!("order-{k}"), 1) == yingji_simulator::model::TeamPlan::NoShow)
+            ),
             _ => {}
         }
     }
@@ -370,36 +398,5 @@ fn teams_answer_deterministically_with_the_configured_mix() {
     ) = (near, far)
     {
         assert!(b > a + 3600.0, "a far destination takes longer: {a} vs {b}");
-    }
-}
-
-#[test]
-fn explore() {
-    for name in SCENARIOS {
-        let scenario = load(name);
-        let world = World::new(&scenario, 1).expect("world");
-        let truth = world.truth();
-        let mut by: BTreeMap<(String, String), usize> = BTreeMap::new();
-        for w in &truth.warnings {
-            *by.entry((w.metric.clone(), w.colour.clone())).or_default() += 1;
-        }
-        println!("{name}: warnings {by:?} outages {}", truth.outages.len());
-        for i in &truth.incidents {
-            let provinces: Vec<String> = i
-                .divisions
-                .iter()
-                .filter(|(k, _)| k.ends_with("0000"))
-                .map(|(k, f)| {
-                    format!(
-                        "{k}: dm {} rel+aid {} aff {} houses {}",
-                        f.deaths.unwrap_or(0) + f.missing.unwrap_or(0),
-                        f.relocated.unwrap_or(0) + f.needing_aid.unwrap_or(0),
-                        f.affected.unwrap_or(0),
-                        f.houses_collapsed.unwrap_or(0) + f.houses_severely_damaged.unwrap_or(0)
-                    )
-                })
-                .collect();
-            println!("  {} counties {} reports {} first {:?}: {provinces:?}", i.id, i.divisions_reporting.len(), i.reports.len(), i.first_report_ms);
-        }
     }
 }

@@ -10,7 +10,7 @@
 //! | typhoon | the larger of (wind − 17.2 m/s) / (51 − 17.2) and the rain fallen so far / 400 mm |
 //! | flood | the rise felt (nearest gauge within reach) / 3 m |
 //! | earthquake | (intensity − 5.5) / 4.5 |
-//! | chemical leak | ppm / 500 |
+//! | chemical leak | ppm / 500, the worst of the interior point and the plume's centreline where it crosses the county (a plume is narrow) |
 //!
 //! Being a running maximum, s never decreases, and every figure is a non-decreasing function of
 //! s (`floor(population × rate × s^exponent × vulnerability × scale)`, rates per hazard family
@@ -137,10 +137,18 @@ pub fn figures(hazard: Hazard, s: f64, population: u64, vulnerability: f64, dama
 }
 
 /// The severity an incident's hazards cause at `at`, time `t_s`, given the rain fallen there so
-/// far (mm).
-fn severity_now(hazards: &[&HazardSpec], env: &Env, at: LatLon, t_s: f64, rain_mm: f64) -> f64 {
+/// far (mm). `plume_points[i]` are the points of the i-th hazard's plume centreline inside the
+/// county (empty for other hazards).
+fn severity_now(
+    hazards: &[&HazardSpec],
+    env: &Env,
+    at: LatLon,
+    plume_points: &[Vec<LatLon>],
+    t_s: f64,
+    rain_mm: f64,
+) -> f64 {
     let mut s: f64 = 0.0;
-    for h in hazards {
+    for (i, h) in hazards.iter().enumerate() {
         let v = match h {
             HazardSpec::Typhoon(t) => {
                 let (wind, _) = t.wind_and_rain(at, t_s);
@@ -156,15 +164,42 @@ fn severity_now(hazards: &[&HazardSpec], env: &Env, at: LatLon, t_s: f64, rain_m
                     0.0
                 }
             }
-            HazardSpec::ChemicalLeak(c) => c.ppm(at, t_s) / 500.0,
+            HazardSpec::ChemicalLeak(c) => {
+                let points = plume_points.get(i).map(Vec::as_slice).unwrap_or_default();
+                points.iter().map(|p| c.ppm(*p, t_s)).fold(c.ppm(at, t_s), f64::max) / 500.0
+            }
         };
         s = s.max(v);
     }
     s.clamp(0.0, 1.0)
 }
 
-/// The severity series of one county for one incident: s at 0, 60, 120, … s (running maximum).
-pub fn severity_series(hazards: &[&HazardSpec], env: &Env, at: LatLon, duration_s: u64) -> Vec<f64> {
+/// Distances downwind (km) at which a plume's centreline is looked at.
+const PLUME_KM: [f64; 10] = [0.3, 0.6, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0];
+
+/// The severity series of one county for one incident: s at 0, 60, 120, … s (running maximum),
+/// at the county's interior point; a gas plume, being narrow, is looked at along its centreline
+/// where that crosses the county.
+pub fn severity_series(hazards: &[&HazardSpec], env: &Env, county: &Division, duration_s: u64) -> Vec<f64> {
+    use geo::Contains;
+    let at = county.interior;
+    let plume_points: Vec<Vec<LatLon>> = hazards
+        .iter()
+        .map(|h| match h {
+            HazardSpec::ChemicalLeak(c) => {
+                let to = (c.wind_from_deg + 180.0).to_radians();
+                PLUME_KM
+                    .iter()
+                    .map(|km| LatLon {
+                        lat: c.lat + km * to.cos() / 111.195,
+                        lon: c.lon + km * to.sin() / (111.195 * c.lat.to_radians().cos()),
+                    })
+                    .filter(|p| county.shape.contains(&geo::Point::new(p.lon, p.lat)))
+                    .collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect();
     let typhoons: Vec<&crate::hazard::Typhoon> = hazards
         .iter()
         .filter_map(|h| match h {
@@ -183,7 +218,7 @@ pub fn severity_series(hazards: &[&HazardSpec], env: &Env, at: LatLon, duration_
             let rate: f64 = typhoons.iter().map(|ty| ty.wind_and_rain(at, mid).1).sum();
             rain_mm += rate * SEVERITY_STEP_S as f64 / 3600.0;
         }
-        running = running.max(severity_now(hazards, env, at, t, rain_mm));
+        running = running.max(severity_now(hazards, env, at, &plume_points, t, rain_mm));
         out.push(running);
     }
     out
@@ -230,7 +265,7 @@ pub fn plan(s: &Scenario, env: &Env, seed: u64) -> Vec<PlannedReport> {
             continue;
         }
         for (code, (node, d)) in &counties {
-            let series = severity_series(&hazards, env, d.interior, s.duration_s);
+            let series = severity_series(&hazards, env, d, s.duration_s);
             let Some(first) = series.iter().position(|v| *v >= s.units.min_severity) else { continue };
             let unit_id = format!("unit-{code}");
             let mut r = rng(seed, &["unit", code, &incident.id]);
