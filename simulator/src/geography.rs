@@ -532,7 +532,9 @@ struct StationRow {
     interval_s: u32,
 }
 
-const DEVICE_HEADER: &str = "id,kind,name,lat,lon,region,warning_level,guarantee_level,historic_max,interval_s\n";
+/// Every simulated station is a drill station (`exercise`): its warnings are exercise data.
+const DEVICE_HEADER: &str =
+    "id,kind,name,lat,lon,region,warning_level,guarantee_level,historic_max,interval_s,exercise\n";
 
 fn r5(x: f64) -> f64 {
     (x * 1e5).round() / 1e5
@@ -550,7 +552,7 @@ fn devices_csv(rows: &[StationRow]) -> String {
             None => (String::new(), String::new(), String::new()),
         };
         out.push_str(&format!(
-            "{},{},{},{},{},{},{w},{g},{h},{}\n",
+            "{},{},{},{},{},{},{w},{g},{h},{},true\n",
             r.id,
             r.kind,
             r.name,

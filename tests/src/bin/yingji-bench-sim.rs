@@ -188,7 +188,12 @@ async fn latency_part(o: &Options) -> anyhow::Result<()> {
     };
     let platform = Platform::start_embedded(&scenario, &spec).await?;
     let node = scenario.nodes.first().context("the short scenario has a node")?;
-    let counties: Vec<String> = scenario.geography.counties().map(|c| c.code.clone()).collect();
+    let counties: Vec<String> = scenario
+        .geography
+        .counties()
+        .filter(|c| node.divisions.contains(&c.code))
+        .map(|c| c.code.clone())
+        .collect();
     anyhow::ensure!(!counties.is_empty(), "no counties");
     let watcher = Watcher::start(&platform.hub_url, &platform.token).await?;
     let fleet = Fleet::connect(&platform.brokers, 4, "bench-latency").await?;
