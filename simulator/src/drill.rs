@@ -102,15 +102,12 @@ pub async fn run(scenario: &Scenario, platform: &Platform, options: &DrillOption
         }
         for message in world.advance(target, epoch) {
             if message.kind == OutKind::Report {
-                // Keyed as the hub's report events name them: by the report's own id.
                 let now = Utc::now().timestamp_millis();
-                if let Ok(v) = serde_json::from_slice::<Value>(&message.payload) {
-                    if let Some(id) = v["id"].as_str() {
-                        record.report_published.entry(id.to_owned()).or_insert(now);
-                    }
-                    if let Some(incident) = v["incident"].as_str() {
-                        record.first_report_of_incident.entry(incident.to_owned()).or_insert(now);
-                    }
+                record.report_published.entry(message.key.clone()).or_insert(now);
+                if let Ok(v) = serde_json::from_slice::<Value>(&message.payload)
+                    && let Some(incident) = v["incident"].as_str()
+                {
+                    record.first_report_of_incident.entry(incident.to_owned()).or_insert(now);
                 }
             }
             fleet.publish(&message).await?;

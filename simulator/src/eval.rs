@@ -287,8 +287,9 @@ fn record(seen: &Mutex<Seen>, now: i64, value: &Value) {
             let event = &value["event"];
             match event["kind"].as_str() {
                 Some("report") => {
-                    if let Some(id) = event["body"]["report"].as_str() {
-                        seen.reports.entry(id.to_owned()).or_insert(now);
+                    // Keyed as the fleet keys a report: `{device}:{report id}`.
+                    if let (Some(device), Some(id)) = (event["body"]["device"].as_str(), event["body"]["id"].as_str()) {
+                        seen.reports.entry(format!("{device}:{id}")).or_insert(now);
                     }
                 }
                 Some("warning") => {

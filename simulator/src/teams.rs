@@ -298,6 +298,8 @@ fn ack_payload(order: &DispatchOrder, status: AckStatus, note: Option<&str>) -> 
 pub async fn officer(hub_url: String, token: String, delay: Duration, stop: CancellationToken) {
     let client = reqwest::Client::new();
     let mut seen: HashMap<String, tokio::time::Instant> = HashMap::new();
+    // Proposals the hub would not approve (no team left, already decided): not asked again.
+    let mut refused: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -318,13 +320,21 @@ pub async fn officer(hub_url: String, token: String, delay: Duration, stop: Canc
                 continue; // the simulated officer never touches real proposals
             }
             let Some(id) = p["id"].as_str() else { continue };
+            if refused.contains(id) {
+                continue;
+            }
             let first = *seen.entry(id.to_owned()).or_insert(now);
             if now.duration_since(first) < delay {
                 continue;
             }
             match client.post(format!("{hub_url}/api/v1/proposals/{id}/approve")).bearer_auth(&token).send().await {
                 Ok(r) if r.status().is_success() => info!(proposal = id, "the simulated officer approved a proposal"),
-                Ok(r) => warn!(proposal = id, status = %r.status(), "the hub refused the simulated officer's approval"),
+                Ok(r) => {
+                    let status = r.status();
+                    let text = r.text().await.unwrap_or_default();
+                    warn!(proposal = id, %status, reason = %text, "the hub refused the simulated officer's approval; it stays for a person to decide");
+                    refused.insert(id.to_owned());
+                }
                 Err(e) => warn!(proposal = id, error = %e, "could not approve a proposal"),
             }
         }

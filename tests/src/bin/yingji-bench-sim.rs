@@ -213,16 +213,17 @@ async fn latency_part(o: &Options) -> anyhow::Result<()> {
             "observed_at": observed, "region": county,
             "figures": {"affected": i}, "exercise": true
         });
+        let device = format!("unit-bench-{}", i % 200);
         let message = Outgoing {
             at_ms: 0,
             node: node.id.clone(),
-            topic: format!("yingji/v1/report/unit-bench-{}", i % 200),
+            topic: format!("yingji/v1/report/{device}"),
             payload: serde_json::to_vec(&payload)?,
             kind: OutKind::Report,
-            key: id.clone(),
+            key: format!("{device}:{id}"),
         };
         fleet.publish(&message).await?;
-        published.push((id, chrono::Utc::now().timestamp_millis()));
+        published.push((message.key, chrono::Utc::now().timestamp_millis()));
     }
     let achieved = total as f64 / start.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(60);
