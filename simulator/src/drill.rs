@@ -216,43 +216,49 @@ async fn evaluate(
     // Warnings.
     let seen = watcher.seen.lock().map(|s| (s.reports.clone(), s.warnings.clone())).unwrap_or_default();
     let (seen_reports, seen_warnings) = seen;
+    // The hub's warnings as the console shows them (the stream may have lagged): a station the
+    // hub holds a warning for is not counted as missed even if the stream never carried it.
     let hub_warnings = eval::soft(
         "reading the hub's warnings",
         eval::get(&client, hub, token, "/api/v1/warnings?active=false&exercise=true").await,
     );
-    let mut raised: BTreeMap<String, Value> = BTreeMap::new();
-    for w in hub_warnings["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        if let Some(station) = w["station"].as_str() {
-            raised.entry(station.to_owned()).or_insert_with(|| w.clone());
-        }
-    }
-    let mut warnings = eval::Warnings { expected: truth.warnings.len(), raised: raised.len(), ..Default::default() };
+    let stations_at_hub: std::collections::BTreeSet<String> = hub_warnings["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|w| w["station"].as_str().map(str::to_owned))
+        .collect();
+    let mut warnings = eval::Warnings { expected: truth.warnings.len(), raised: seen_warnings.len(), ..Default::default() };
     let mut late = Vec::new();
+    let mut expected_pairs = std::collections::BTreeSet::new();
     for expected in &truth.warnings {
-        let station = expected.station.clone();
+        let key = (expected.station.clone(), expected.colour.clone());
+        expected_pairs.insert(key.clone());
         let expected_s = expected.first_crossing_ms as f64 / 1000.0;
-        match raised.get(&station) {
-            Some(w) => {
-                warnings.matched += 1;
-                let raised_s = seen_warnings.get(&station).map(|ms| scenario_s(*ms));
-                let late_s = raised_s.map(|r| r - expected_s);
-                if let Some(l) = late_s {
-                    late.push(l);
-                }
-                warnings.rows.push(eval::WarningRow {
-                    station,
-                    expected_s: Some(expected_s),
-                    raised_s,
-                    late_s,
-                    colour: w["colour"].as_str().map(str::to_owned),
-                });
-            }
-            None => warnings.missed.push(station),
+        let raised_s = seen_warnings.get(&key).map(|ms| scenario_s(*ms));
+        if raised_s.is_none() && !stations_at_hub.contains(&expected.station) {
+            warnings.missed.push(format!("{} {}", expected.station, expected.colour));
+            continue;
         }
+        warnings.matched += 1;
+        let late_s = raised_s.map(|r| r - expected_s);
+        late.extend(late_s);
+        warnings.rows.push(eval::WarningRow {
+            station: expected.station.clone(),
+            metric: expected.metric.clone(),
+            expected_s: Some(expected_s),
+            raised_s,
+            late_s,
+            colour: Some(expected.colour.clone()),
+        });
     }
-    let expected_stations: std::collections::BTreeSet<&str> =
-        truth.warnings.iter().map(|w| w.station.as_str()).collect();
-    warnings.unexpected = raised.keys().filter(|s| !expected_stations.contains(s.as_str())).cloned().collect();
+    warnings.unexpected = seen_warnings
+        .keys()
+        .filter(|k| !expected_pairs.contains(*k))
+        .map(|(station, colour)| format!("{station} {colour}"))
+        .collect();
+    warnings.unexpected.sort();
     warnings.late_s = Dist::of(&late);
 
     // Response times.

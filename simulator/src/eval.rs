@@ -75,6 +75,7 @@ pub struct Statistics {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WarningRow {
     pub station: String,
+    pub metric: String,
     pub expected_s: Option<f64>,
     pub raised_s: Option<f64>,
     pub late_s: Option<f64>,
@@ -83,7 +84,9 @@ pub struct WarningRow {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Warnings {
+    /// (station, colour) pairs the readings should raise.
     pub expected: usize,
+    /// (station, colour) pairs the hub carried.
     pub raised: usize,
     pub matched: usize,
     pub missed: Vec<String>,
@@ -217,7 +220,8 @@ fn to_map(value: &Value) -> BTreeMap<String, i64> {
 #[derive(Debug, Default)]
 pub struct Seen {
     pub reports: HashMap<String, i64>,
-    pub warnings: HashMap<String, i64>,
+    /// By (station, colour): the first time the hub carried that colour for that station.
+    pub warnings: HashMap<(String, String), i64>,
     pub assessments: Vec<(i64, Value)>,
     pub events: u64,
 }
@@ -293,8 +297,10 @@ fn record(seen: &Mutex<Seen>, now: i64, value: &Value) {
                     }
                 }
                 Some("warning") => {
-                    if let Some(station) = event["body"]["station"].as_str() {
-                        seen.warnings.entry(station.to_owned()).or_insert(now);
+                    if let (Some(station), Some(colour)) =
+                        (event["body"]["station"].as_str(), event["body"]["to"].as_str())
+                    {
+                        seen.warnings.entry((station.to_owned(), colour.to_owned())).or_insert(now);
                     }
                 }
                 _ => {}

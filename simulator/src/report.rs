@@ -106,19 +106,18 @@ pub fn render(e: &Evaluation) -> String {
         keys.dedup();
         keys
     };
-    h.push_str("<table><tr><th>division</th>");
+    let several = s.rows.iter().any(|r| r.incident != s.rows[0].incident);
+    h.push_str(if several { "<table><tr><th>incident</th><th>division</th>" } else { "<table><tr><th>division</th>" });
     for k in &indicators {
         let _ = write!(h, "<th>{}</th>", esc(k));
     }
     h.push_str("</tr>");
     for r in s.rows.iter().take(400) {
-        let _ = write!(
-            h,
-            "<tr{}><td>{} {}</td>",
-            if r.equal { "" } else { " class=\"bad\"" },
-            esc(&r.division),
-            esc(&r.name)
-        );
+        let _ = write!(h, "<tr{}>", if r.equal { "" } else { " class=\"bad\"" });
+        if several {
+            let _ = write!(h, "<td>{}</td>", esc(&r.incident));
+        }
+        let _ = write!(h, "<td>{} {}</td>", esc(&r.division), esc(&r.name));
         for k in &indicators {
             let (want, got) = (r.expected.get(k), r.got.get(k));
             let cell = match (want, got) {
