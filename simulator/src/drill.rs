@@ -266,17 +266,22 @@ async fn evaluate(
         "reading the hub's assessments",
         eval::get(&client, hub, token, "/api/v1/assessments?exercise=true&limit=10000").await,
     );
-    let mut first_assessed: BTreeMap<String, (i64, Option<String>)> = BTreeMap::new();
     let mut levels: BTreeMap<String, Vec<(f64, Option<u8>)>> = BTreeMap::new();
+    let mut to_assessment = Vec::new();
     let mut rows: Vec<&Value> = assessments["items"].as_array().map(|v| v.iter().collect()).unwrap_or_default();
     rows.sort_by_key(|a| a["at_ms"].as_i64().unwrap_or(0));
     for a in rows {
         let subject = a["subject"].as_str().unwrap_or_default().to_owned();
         let at = a["at_ms"].as_i64().unwrap_or(0);
         let level = a["level"].as_u64().map(|l| l as u8);
-        levels.entry(subject.clone()).or_default().push((scenario_s(at).max(0.0), level));
-        if level.is_some() {
-            first_assessed.entry(subject).or_insert((at, a["incident"].as_str().map(str::to_owned)));
+        levels.entry(subject).or_default().push((scenario_s(at).max(0.0), level));
+        // From the report that triggered a level change to the change: the hub's report event
+        // is `{node}:report:{device}:{report id}`, the fleet's key `{device}:{report id}`.
+        if let Some(trigger) = a["trigger_event"].as_str()
+            && let Some((_, key)) = trigger.split_once(":report:")
+            && let Some(published) = record.report_published.get(key)
+        {
+            to_assessment.push((at - published) as f64 / 1000.0);
         }
     }
     let first_report = |incident: &Option<String>| -> Option<i64> {
@@ -285,10 +290,6 @@ async fn evaluate(
             None => record.first_report_of_incident.values().min().copied(),
         }
     };
-    let to_assessment: Vec<f64> = first_assessed
-        .values()
-        .filter_map(|(at, incident)| first_report(incident).map(|r| (at - r) as f64 / 1000.0))
-        .collect();
     let orders = eval::soft("reading the hub's orders", eval::orders(&client, hub, token).await);
     let times = teams.times.lock().map(|t| t.clone()).unwrap_or_default();
     let (mut to_order, mut to_answer, mut report_to_answer) = (Vec::new(), Vec::new(), Vec::new());

@@ -98,7 +98,7 @@ pub struct Warnings {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Response {
-    /// From an incident's first report (published) to the first assessment of it, wall seconds.
+    /// From a report being published to the level change it triggered at the hub, wall seconds.
     pub report_to_assessment_s: Dist,
     /// From an incident's first report to each of its orders being issued, wall seconds.
     pub report_to_order_s: Dist,

@@ -159,7 +159,7 @@ pub fn render(e: &Evaluation) -> String {
     h.push_str(&dist_table(
         "wall seconds",
         &[
-            ("first report → assessment", &r.report_to_assessment_s),
+            ("report → the level change it triggered", &r.report_to_assessment_s),
             ("first report → order", &r.report_to_order_s),
             ("order → acknowledgement", &r.order_to_ack_s),
             ("first report → acknowledgement", &r.report_to_ack_s),
