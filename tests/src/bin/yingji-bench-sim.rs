@@ -188,11 +188,11 @@ async fn latency_part(o: &Options) -> anyhow::Result<()> {
     };
     let platform = Platform::start_embedded(&scenario, &spec).await?;
     let node = scenario.nodes.first().context("the short scenario has a node")?;
-    let counties: Vec<String> = scenario
+    let counties: Vec<(String, f64, f64)> = scenario
         .geography
         .counties()
         .filter(|c| node.divisions.contains(&c.code))
-        .map(|c| c.code.clone())
+        .filter_map(|c| scenario.geography.point_in(&c.code, || 0.5).map(|p| (c.code.clone(), p.lat, p.lon)))
         .collect();
     anyhow::ensure!(!counties.is_empty(), "no counties");
     let watcher = Watcher::start(&platform.hub_url, &platform.token).await?;
@@ -206,11 +206,11 @@ async fn latency_part(o: &Options) -> anyhow::Result<()> {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             tokio::time::sleep(wait).await;
         }
-        let county = &counties[i as usize % counties.len()];
+        let (county, lat, lon) = &counties[i as usize % counties.len()];
         let id = format!("bench-{i}");
         let payload = json!({
             "id": id, "incident": "bench-latency", "stage": "update", "hazard": "typhoon",
-            "observed_at": observed, "region": county,
+            "observed_at": observed, "region": county, "location": {"lat": lat, "lon": lon},
             "figures": {"affected": i}, "exercise": true
         });
         let device = format!("unit-bench-{}", i % 200);
