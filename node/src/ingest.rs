@@ -540,7 +540,12 @@ impl Ingest {
     fn notify(&self, refused: Refused) {
         let Some(device) = refused.device else { return };
         let Ok(payload) = serde_json::to_vec(&refused.notice) else { return };
-        if let Err(e) = self.client.try_publish(format!("{}{}", self.mount, topic::reject(&device)), QoS::AtMostOnce, false, payload) {
+        if let Err(e) = self.client.try_publish(
+            format!("{}{}", self.mount, topic::reject(&device)),
+            QoS::AtMostOnce,
+            false,
+            payload,
+        ) {
             debug!(error = %e, device, "reject notice dropped: the request queue is full");
         }
     }

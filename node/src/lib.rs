@@ -216,7 +216,9 @@ impl Node {
                             let filters = yingji_proto::topic::FIELD_SUBSCRIPTIONS
                                 .iter()
                                 .chain([&yingji_proto::topic::ACK_SUBSCRIPTION])
-                                .map(|t| rumqttc::SubscribeFilter::new(format!("{mount}{t}"), rumqttc::QoS::AtLeastOnce));
+                                .map(|t| {
+                                    rumqttc::SubscribeFilter::new(format!("{mount}{t}"), rumqttc::QoS::AtLeastOnce)
+                                });
                             if let Err(e) = client.subscribe_many(filters).await {
                                 warn!(error = %e, "could not subscribe to the field topics");
                             }

@@ -206,7 +206,10 @@ async fn drill_command(args: DrillArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 let url = mqtt.clone().with_context(|| {
-                    format!("node {:?} has no broker: pass --mqtt URL (shared) or --node-broker {}=URL", node.id, node.id)
+                    format!(
+                        "node {:?} has no broker: pass --mqtt URL (shared) or --node-broker {}=URL",
+                        node.id, node.id
+                    )
                 })?;
                 brokers.insert(node.id.clone(), FieldBroker { url, mount: format!("n/{}/", node.id) });
             }
@@ -249,12 +252,13 @@ pub fn print_summary(e: &crate::eval::Evaluation, out: Option<&std::path::Path>)
         e.report_latency_ms.p99.map(|v| format!("{v:.0}")).unwrap_or_else(|| "–".into()),
     );
     for m in s.mismatches.iter().take(20) {
-        println!(
-            "  {} {} {}: truth {:?}, hub {:?}",
-            m.incident, m.division, m.indicator, m.expected, m.got
-        );
+        println!("  {} {} {}: truth {:?}, hub {:?}", m.incident, m.division, m.indicator, m.expected, m.got);
     }
     if let Some(dir) = out {
-        println!("evaluation: {}  report: {}", dir.join("evaluation.json").display(), dir.join("report.html").display());
+        println!(
+            "evaluation: {}  report: {}",
+            dir.join("evaluation.json").display(),
+            dir.join("report.html").display()
+        );
     }
 }

@@ -26,7 +26,10 @@ pub fn shipped(name: &str) -> PathBuf {
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let path = args.scenario.clone().unwrap_or_else(|| shipped("typhoon.toml"));
     let scenario = Scenario::load(&path).with_context(|| {
-        format!("loading the demo scenario {} (run the demo from the source tree, or pass --scenario FILE)", path.display())
+        format!(
+            "loading the demo scenario {} (run the demo from the source tree, or pass --scenario FILE)",
+            path.display()
+        )
     })?;
     anyhow::ensure!(args.speed.is_finite() && args.speed > 0.0, "--speed must be a positive number");
     let data_dir = args.data.clone().unwrap_or_else(|| {
@@ -83,7 +86,10 @@ fn print_banner(platform: &Platform, scenario: &Scenario, http: SocketAddr, args
     println!();
     println!("  Yingji demo — {} (speed ×{}, seed {})", scenario.title, args.speed, args.seed);
     println!("  Console:   http://{http}/   login {DEMO_USER} / {DEMO_PASSWORD} (officer)");
-    println!("  API token: {} (admin; e.g. curl -H 'Authorization: Bearer …' {}/api/v1/incidents?exercise=true)", platform.token, platform.hub_url);
+    println!(
+        "  API token: {} (admin; e.g. curl -H 'Authorization: Bearer …' {}/api/v1/incidents?exercise=true)",
+        platform.token, platform.hub_url
+    );
     for (node, broker) in &platform.brokers {
         let http = platform.node_http.get(node).map(|a| a.to_string()).unwrap_or_default();
         println!("  Node {node}: devices on mqtt://{}:{}, API http://{http}", broker.url.host, broker.url.port);

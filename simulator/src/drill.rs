@@ -146,7 +146,8 @@ pub async fn run(scenario: &Scenario, platform: &Platform, options: &DrillOption
     let _ = officer.await;
 
     let finished = Utc::now();
-    let mut evaluation = evaluate(scenario, platform, options, &truth, &record, &fleet, &teams, &watcher, started).await;
+    let mut evaluation =
+        evaluate(scenario, platform, options, &truth, &record, &fleet, &teams, &watcher, started).await;
     evaluation.id = run_id;
     evaluation.finished_at = finished.to_rfc3339();
     evaluation.wall_s = (finished - started).num_milliseconds() as f64 / 1000.0;
@@ -229,7 +230,8 @@ async fn evaluate(
         .iter()
         .filter_map(|w| w["station"].as_str().map(str::to_owned))
         .collect();
-    let mut warnings = eval::Warnings { expected: truth.warnings.len(), raised: seen_warnings.len(), ..Default::default() };
+    let mut warnings =
+        eval::Warnings { expected: truth.warnings.len(), raised: seen_warnings.len(), ..Default::default() };
     let mut late = Vec::new();
     let mut expected_pairs = std::collections::BTreeSet::new();
     for expected in &truth.warnings {

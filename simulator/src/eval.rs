@@ -418,6 +418,53 @@ mod tests {
     }
 
     #[test]
+    fn statistics_pass_only_when_every_indicator_of_every_division_is_equal() {
+        use crate::truth::TruthIncident;
+        let figures = |affected: i64, deaths: Option<i64>| yingji_proto::report::Figures {
+            affected: Some(affected),
+            deaths,
+            ..Default::default()
+        };
+        let truth = Truth {
+            incidents: vec![TruthIncident {
+                id: "inc".into(),
+                divisions: [("910101".to_owned(), figures(10, Some(1))), ("000000".to_owned(), figures(10, Some(1)))]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let served = |a: Value, b: Value| -> BTreeMap<(String, String), (String, Value)> {
+            let mut m = BTreeMap::new();
+            if !a.is_null() {
+                m.insert(("inc".to_owned(), "910101".to_owned()), ("county".to_owned(), a));
+            }
+            m.insert(("inc".to_owned(), "000000".to_owned()), ("nation".to_owned(), b));
+            m
+        };
+        let same = serde_json::json!({"affected": 10, "deaths": 1});
+        let cases = [
+            ("equal", served(same.clone(), same.clone()), 0),
+            ("one figure off", served(serde_json::json!({"affected": 11, "deaths": 1}), same.clone()), 1),
+            ("an indicator missing", served(serde_json::json!({"affected": 10}), same.clone()), 1),
+            (
+                "an extra indicator",
+                served(same.clone(), serde_json::json!({"affected": 10, "deaths": 1, "missing": 0})),
+                1,
+            ),
+            ("a division missing", served(Value::Null, same.clone()), 2),
+        ];
+        for (name, served, mismatches) in cases {
+            let s = compare_statistics(&truth, &served);
+            assert_eq!(s.mismatches.len(), mismatches, "{name}: {:?}", s.mismatches);
+            assert_eq!(s.passed, mismatches == 0, "{name}");
+            assert_eq!(s.divisions, 2, "{name}");
+        }
+        assert!(!compare_statistics(&Truth::default(), &BTreeMap::new()).passed, "nothing compared is no pass");
+    }
+
+    #[test]
     fn orders_are_answered_when_acknowledged_or_escalated() {
         let cases = [
             (serde_json::json!({"status": "issued", "escalated_to": null}), false),

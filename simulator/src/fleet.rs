@@ -102,7 +102,9 @@ impl Fleet {
                 });
                 match tokio::time::timeout(Duration::from_secs(20), ready_rx).await {
                     Ok(Ok(Ok(()))) => {}
-                    Ok(Ok(Err(e))) => anyhow::bail!("the fleet cannot connect to {}:{}: {e}", broker.url.host, broker.url.port),
+                    Ok(Ok(Err(e))) => {
+                        anyhow::bail!("the fleet cannot connect to {}:{}: {e}", broker.url.host, broker.url.port)
+                    }
                     _ => anyhow::bail!("the fleet got no answer from {}:{}", broker.url.host, broker.url.port),
                 }
                 clients.push(client);
@@ -114,10 +116,9 @@ impl Fleet {
 
     /// Publishes one message on the connection of its device.
     pub async fn publish(&self, message: &Outgoing) -> anyhow::Result<()> {
-        let link = self
-            .links
-            .get(&message.node)
-            .with_context(|| format!("the scenario sends to node {:?}, which the platform does not have", message.node))?;
+        let link = self.links.get(&message.node).with_context(|| {
+            format!("the scenario sends to node {:?}, which the platform does not have", message.node)
+        })?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         device_of(&message.topic).hash(&mut hasher);
         let client = &link.clients[(hasher.finish() % link.clients.len() as u64) as usize];

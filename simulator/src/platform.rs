@@ -135,7 +135,10 @@ impl Platform {
         let key_file = spec.data_dir.join("hub-keys.txt");
         std::fs::write(
             &key_file,
-            format!("# the hub's order signing key\n{}\n", yingji_proto::sign::public_key_base64(&keys.verifying_key())),
+            format!(
+                "# the hub's order signing key\n{}\n",
+                yingji_proto::sign::public_key_base64(&keys.verifying_key())
+            ),
         )
         .with_context(|| format!("writing {}", key_file.display()))?;
 
@@ -145,10 +148,9 @@ impl Platform {
         for node in &scenario.nodes {
             let db = sqlite_url(&spec.data_dir.join(format!("node-{}.db", node.id)));
             let (broker, field) = match &spec.mqtt {
-                Some(url) => (
-                    Broker::External(url.clone()),
-                    FieldBroker { url: url.clone(), mount: format!("n/{}/", node.id) },
-                ),
+                Some(url) => {
+                    (Broker::External(url.clone()), FieldBroker { url: url.clone(), mount: format!("n/{}/", node.id) })
+                }
                 None => {
                     let addr = free_addr()?;
                     (
@@ -187,7 +189,8 @@ impl Platform {
         let client = reqwest::Client::new();
         for (kind, path) in scenario.resources() {
             let body = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let content_type = if path.extension().is_some_and(|e| e == "csv") { "text/csv" } else { "application/geo+json" };
+            let content_type =
+                if path.extension().is_some_and(|e| e == "csv") { "text/csv" } else { "application/geo+json" };
             let response = client
                 .post(format!("{}/api/v1/resources/{kind}", self.hub_url))
                 .bearer_auth(&self.token)

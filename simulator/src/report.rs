@@ -41,7 +41,11 @@ svg{background:#fafbfc;border:1px solid #d0d7de}small{color:#57606a}";
 /// Renders the report.
 pub fn render(e: &Evaluation) -> String {
     let mut h = String::new();
-    let verdict = if e.passed { "<span class=\"verdict pass\">PASSED</span>" } else { "<span class=\"verdict fail\">FAILED</span>" };
+    let verdict = if e.passed {
+        "<span class=\"verdict pass\">PASSED</span>"
+    } else {
+        "<span class=\"verdict fail\">FAILED</span>"
+    };
     let _ = write!(
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
@@ -178,7 +182,15 @@ pub fn render(e: &Evaluation) -> String {
         h,
         "<h2>Orders</h2><p>{} issued: {} acknowledged ({} accepted, {} completed, {} declined), {} overdue, \
          {} escalated, {} resent; {} refused by teams for a bad signature.</p>",
-        o.issued, o.acknowledged, o.accepted, o.completed, o.declined, o.overdue, o.escalated, o.resent, o.refused_by_teams
+        o.issued,
+        o.acknowledged,
+        o.accepted,
+        o.completed,
+        o.declined,
+        o.overdue,
+        o.escalated,
+        o.resent,
+        o.refused_by_teams
     );
     if !o.unanswered.is_empty() {
         let _ = write!(h, "<p class=\"bad\">Unanswered at the end: {}</p>", esc(&o.unanswered.join(", ")));
@@ -203,7 +215,8 @@ pub fn render(e: &Evaluation) -> String {
 }
 
 fn dist_table(unit: &str, rows: &[(&str, &Dist)]) -> String {
-    let mut h = format!("<table><tr><th>{}</th><th>n</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>", esc(unit));
+    let mut h =
+        format!("<table><tr><th>{}</th><th>n</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>", esc(unit));
     for (label, d) in rows {
         let _ = write!(
             h,
@@ -349,11 +362,8 @@ mod tests {
 
     #[test]
     fn field_text_is_escaped_and_nothing_runs() {
-        let mut e = Evaluation {
-            title: "<script>alert(1)</script>".into(),
-            scenario: "a\"b".into(),
-            ..Evaluation::default()
-        };
+        let mut e =
+            Evaluation { title: "<script>alert(1)</script>".into(), scenario: "a\"b".into(), ..Evaluation::default() };
         e.warnings.missed = vec!["<img src=x onerror=alert(1)>".into()];
         let html = render(&e);
         assert!(!html.contains("<script"), "{html}");

@@ -174,8 +174,12 @@ fn on_order(
     stop: &CancellationToken,
 ) {
     let team_id = topic.rsplit('/').next().unwrap_or_default().to_owned();
-    let order = match yingji_proto::sign::verify_order(payload, &shared.keys, Utc::now(), &yingji_proto::Limits::default())
-    {
+    let order = match yingji_proto::sign::verify_order(
+        payload,
+        &shared.keys,
+        Utc::now(),
+        &yingji_proto::Limits::default(),
+    ) {
         Ok(o) if o.team == team_id => o,
         Ok(o) => {
             shared.counts.refused.fetch_add(1, Ordering::Relaxed);

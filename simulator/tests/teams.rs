@@ -96,14 +96,16 @@ async fn a_tampered_order_is_refused_and_a_genuine_one_answered() {
     let url = broker();
     let key = SigningKey::from_bytes(&[42; 32]);
     let brokers: BTreeMap<_, _> = [("n1".to_owned(), FieldBroker { url: url.clone(), mount: String::new() })].into();
-    let teams = Teams::start(&brokers, &[team("t-1", Disposition::Accept)], vec![key.verifying_key()], 7, 100.0, "test")
-        .await
-        .expect("teams start");
+    let teams =
+        Teams::start(&brokers, &[team("t-1", Disposition::Accept)], vec![key.verifying_key()], 7, 100.0, "test")
+            .await
+            .expect("teams start");
     let mut acks = listener(&url, "yingji/v1/ack/+").await;
     let hub = publisher(&url).await;
 
     // Tampered: signed, then the task changed.
-    let mut tampered = serde_json::to_value(yingji_proto::sign::sign_order(&order("o-bad", "t-1"), &key)).expect("json");
+    let mut tampered =
+        serde_json::to_value(yingji_proto::sign::sign_order(&order("o-bad", "t-1"), &key)).expect("json");
     tampered["task"] = "把物资送到别处 / deliver elsewhere".into();
     hub.publish("yingji/v1/dispatch/t-1", QoS::AtLeastOnce, false, serde_json::to_vec(&tampered).expect("json"))
         .await

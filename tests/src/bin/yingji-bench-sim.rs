@@ -105,8 +105,13 @@ async fn fleet_part(o: &Options) -> anyhow::Result<()> {
         .map(|n| (n.id.clone(), FieldBroker { url: mosquitto.url.clone(), mount: format!("n/{}/", n.id) }))
         .collect();
     let received = bare_subscriber(&mosquitto.url).await?;
-    println!("fleet: typhoon scenario, own Mosquitto (max_queued_messages 0), bare subscriber, {} s per speed", o.seconds);
-    println!("| speed | stations | scheduled msg/s | published msg/s | received msg/s | max lag ms | advance µs/msg | verdict |");
+    println!(
+        "fleet: typhoon scenario, own Mosquitto (max_queued_messages 0), bare subscriber, {} s per speed",
+        o.seconds
+    );
+    println!(
+        "| speed | stations | scheduled msg/s | published msg/s | received msg/s | max lag ms | advance µs/msg | verdict |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     let mut speed = 15.0_f64;
     let mut best: Option<(f64, usize, f64)> = None;
@@ -122,7 +127,8 @@ async fn fleet_part(o: &Options) -> anyhow::Result<()> {
         let limit_ms = ((o.seconds * 1000) as f64 * speed) as u64;
         while done < limit_ms.min(world.duration_ms()) {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let target = ((start.elapsed().as_secs_f64() * 1000.0 * speed) as u64).min(limit_ms).min(world.duration_ms());
+            let target =
+                ((start.elapsed().as_secs_f64() * 1000.0 * speed) as u64).min(limit_ms).min(world.duration_ms());
             if target <= done {
                 continue;
             }
@@ -141,7 +147,8 @@ async fn fleet_part(o: &Options) -> anyhow::Result<()> {
         let wall = start.elapsed().as_secs_f64();
         fleet.flush(Duration::from_secs(30)).await;
         let settle = Instant::now();
-        while received.load(Ordering::Relaxed) - received_before < scheduled && settle.elapsed() < Duration::from_secs(10)
+        while received.load(Ordering::Relaxed) - received_before < scheduled
+            && settle.elapsed() < Duration::from_secs(10)
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -235,8 +242,7 @@ async fn latency_part(o: &Options) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seen = watcher.seen.lock().map(|s| s.reports.clone()).unwrap_or_default();
-    let latencies: Vec<f64> =
-        published.iter().filter_map(|(id, at)| seen.get(id).map(|s| (s - at) as f64)).collect();
+    let latencies: Vec<f64> = published.iter().filter_map(|(id, at)| seen.get(id).map(|s| (s - at) as f64)).collect();
     let d = Dist::of(&latencies);
     println!(
         "latency: {total} reports at {achieved:.0}/s (asked {}/s) through one node to the hub (in-process brokers, SQLite): \
