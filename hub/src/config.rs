@@ -112,6 +112,25 @@ pub struct Args {
     #[arg(long, env = "YINGJI_HUB_ACK_WITHIN_S", value_name = "S")]
     pub ack_within_s: Option<i64>,
 
+    /// Mark the console's session cookie `Secure` (send it over HTTPS only): set this when the
+    /// hub is behind a TLS-terminating proxy. Default: false.
+    #[arg(long, env = "YINGJI_HUB_CONSOLE_SECURE_COOKIE", value_name = "BOOL")]
+    pub console_secure_cookie: Option<bool>,
+
+    /// How long a console login lasts, in seconds (then the officer logs in again).
+    #[arg(long, env = "YINGJI_HUB_SESSION_TTL_S", value_name = "S")]
+    pub session_ttl_s: Option<u64>,
+
+    /// What the console shows until the officer switches: `real` data or `exercise` (drill)
+    /// data. Default: real.
+    #[arg(long, env = "YINGJI_HUB_CONSOLE_DEFAULT_MODE", value_name = "MODE")]
+    pub console_default_mode: Option<String>,
+
+    /// Background map tiles from a tile server on the operator's own network, e.g.
+    /// `http://tiles.local/{z}/{x}/{y}.png`. Absent: the map references nothing outside the hub.
+    #[arg(long, env = "YINGJI_HUB_CONSOLE_TILES_URL", value_name = "URL")]
+    pub console_tiles_url: Option<String>,
+
     /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info` or `yingji_hub=debug`.
     #[arg(long, env = "YINGJI_HUB_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -120,6 +139,11 @@ pub struct Args {
 /// Operator commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Console users (log in at the hub's address with a browser).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// API tokens.
     Token {
         #[command(subcommand)]
@@ -154,6 +178,27 @@ pub enum ResourcesCommand {
         /// csv or geojson.
         #[arg(long, default_value = "csv")]
         format: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Creates a console user. The password is read from standard input when that is not a
+    /// terminal (its first line), else asked for twice without echo. At least 8 characters.
+    Add {
+        /// The login name (letters, digits, `_ . @ -`; at most 64).
+        name: String,
+        /// viewer (reads), officer (approves and issues orders), commander (also changes levels
+        /// and rules in force), admin (also users and resources).
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+    },
+    /// Lists the console users and their roles.
+    List,
+    /// Removes a console user and ends their sessions.
+    Remove {
+        /// The login name.
+        name: String,
     },
 }
 
@@ -207,7 +252,91 @@ pub struct Config {
     pub cap_sender: String,
     pub cap_sector: String,
     pub ack_within_s: i64,
+    pub console: ConsoleConfig,
     pub log: String,
+}
+
+/// Which data the console shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsoleMode {
+    /// Real incidents only.
+    #[default]
+    Real,
+    /// Drill (exercise) data only, under an exercise banner.
+    Exercise,
+}
+
+impl ConsoleMode {
+    pub fn parse(text: &str) -> Option<ConsoleMode> {
+        match text {
+            "real" => Some(ConsoleMode::Real),
+            "exercise" => Some(ConsoleMode::Exercise),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsoleMode::Real => "real",
+            ConsoleMode::Exercise => "exercise",
+        }
+    }
+    pub fn exercise(self) -> bool {
+        self == ConsoleMode::Exercise
+    }
+}
+
+/// The console's settings.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// The session cookie is `Secure` (the hub is reached over HTTPS).
+    pub secure_cookie: bool,
+    /// Seconds a login lasts.
+    pub session_ttl_s: u64,
+    pub default_mode: ConsoleMode,
+    /// A tile URL template with `{z}`, `{x}` and `{y}`, on the operator's own network.
+    pub tiles_url: Option<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> ConsoleConfig {
+        ConsoleConfig {
+            secure_cookie: false,
+            session_ttl_s: 8 * 3600,
+            default_mode: ConsoleMode::Real,
+            tiles_url: None,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    /// The origin (`scheme://host[:port]`) of the tile server, for the Content-Security-Policy.
+    pub fn tiles_origin(&self) -> Option<String> {
+        self.tiles_url.as_deref().and_then(|u| tiles_origin(u).ok())
+    }
+}
+
+/// The origin of a tile URL template, or why the template is refused.
+pub fn tiles_origin(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .map(|r| ("http://", r))
+        .or_else(|| url.strip_prefix("https://").map(|r| ("https://", r)));
+    let Some((scheme, rest)) = rest else {
+        return Err("a tile URL starts with http:// or https://".into());
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, ';' | ',' | '\'' | '"' | '<' | '>')) {
+        return Err("a tile URL holds no spaces, quotes, ';', ',', '<' or '>'".into());
+    }
+    for part in ["{z}", "{x}", "{y}"] {
+        if !url.contains(part) {
+            return Err(format!("a tile URL has {{z}}, {{x}} and {{y}}; {part} is missing"));
+        }
+    }
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains(['{', '}', '@', '?', '#']) {
+        return Err("a tile URL names its server (host[:port]) before the first '/'".into());
+    }
+    Ok(format!("{scheme}{host}"))
 }
 
 /// The embedded broker's default address.
@@ -238,6 +367,10 @@ pub struct FileConfig {
     pub cap_sender: Option<String>,
     pub cap_sector: Option<String>,
     pub ack_within_s: Option<i64>,
+    pub console_secure_cookie: Option<bool>,
+    pub session_ttl_s: Option<u64>,
+    pub console_default_mode: Option<String>,
+    pub console_tiles_url: Option<String>,
     pub log: Option<String>,
 }
 
@@ -288,7 +421,27 @@ impl Config {
         if batch_max == 0 {
             bail!("--batch-max must be at least 1");
         }
+        let default_mode = match args.console_default_mode.clone().or(file.console_default_mode) {
+            Some(m) => ConsoleMode::parse(&m)
+                .ok_or_else(|| anyhow::anyhow!("--console-default-mode {m:?}: real or exercise"))?,
+            None => ConsoleMode::Real,
+        };
+        let tiles_url = args.console_tiles_url.clone().or(file.console_tiles_url).filter(|u| !u.is_empty());
+        if let Some(u) = &tiles_url {
+            tiles_origin(u).map_err(|e| anyhow::anyhow!("--console-tiles-url {u:?}: {e}"))?;
+        }
+        let session_ttl_s = args.session_ttl_s.or(file.session_ttl_s).unwrap_or(8 * 3600);
+        if !(60..=30 * 86_400).contains(&session_ttl_s) {
+            bail!("--session-ttl-s {session_ttl_s}: between 60 s and 30 days");
+        }
+        let console = ConsoleConfig {
+            secure_cookie: args.console_secure_cookie.or(file.console_secure_cookie).unwrap_or(false),
+            session_ttl_s,
+            default_mode,
+            tiles_url,
+        };
         Ok(Config {
+            console,
             cap_sender: args.cap_sender.clone().or(file.cap_sender).unwrap_or_else(|| format!("yingji-hub@{id}")),
             id,
             broker,
@@ -328,6 +481,7 @@ impl Config {
             cap_sender: "yingji-hub@test".to_owned(),
             cap_sector: "000".to_owned(),
             ack_within_s: 600,
+            console: ConsoleConfig::default(),
             log: "info".to_owned(),
         }
     }
@@ -351,12 +505,24 @@ mod tests {
     }
 
     #[test]
+    fn tile_origins() {
+        assert_eq!(tiles_origin("http://tiles.local:8081/{z}/{x}/{y}.png"), Ok("http://tiles.local:8081".into()));
+        assert_eq!(tiles_origin("https://10.0.0.5/t/{z}/{x}/{y}"), Ok("https://10.0.0.5".into()));
+        assert!(tiles_origin("http://{z}.x/{z}/{x}/{y}").is_err());
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for args in [
             Args { shared_group: Some("a/b".into()), ..Args::default() },
             Args { cap_sector: Some("12".into()), ..Args::default() },
             Args { batch_max: Some(0), ..Args::default() },
             Args { id: Some("a b".into()), ..Args::default() },
+            Args { console_default_mode: Some("drill".into()), ..Args::default() },
+            Args { console_tiles_url: Some("ftp://x/{z}/{x}/{y}".into()), ..Args::default() },
+            Args { console_tiles_url: Some("http://x/{z}/{x}.png".into()), ..Args::default() },
+            Args { console_tiles_url: Some("http://x;y/{z}/{x}/{y}.png".into()), ..Args::default() },
+            Args { session_ttl_s: Some(1), ..Args::default() },
         ] {
             assert!(Config::resolve(&args).is_err(), "{args:?}");
         }
@@ -370,6 +536,6 @@ mod tests {
         let file: FileConfig = toml::from_str(&uncommented).expect("every documented option is a real one");
         assert!(file.mqtt.is_some() && file.db.is_some() && file.log.is_some() && file.cap_sector.is_some());
         let documented = uncommented.lines().filter(|l| l.contains(" = ") && !l.starts_with('#')).count();
-        assert_eq!(documented, 19, "docs/hub.toml documents every option once");
+        assert_eq!(documented, 23, "docs/hub.toml documents every option once");
     }
 }

@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -52,6 +52,8 @@ pub struct AppState {
     pub stop: tokio_util::sync::CancellationToken,
     /// Signs, books and publishes orders.
     pub dispatcher: Option<Arc<crate::dispatch::Dispatcher>>,
+    /// The console's settings and caches.
+    pub console: Arc<crate::console::Console>,
 }
 
 impl AppState {
@@ -94,6 +96,10 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("get", "/api/v1/orders", Some(Role::Viewer)),
     ("get", "/api/v1/orders/{id}", Some(Role::Viewer)),
     ("get", "/api/v1/audit", Some(Role::Officer)),
+    ("get", "/api/v1/drills", Some(Role::Viewer)),
+    ("post", "/api/v1/drills", Some(Role::Officer)),
+    ("get", "/api/v1/drills/{id}", Some(Role::Viewer)),
+    ("get", "/api/v1/drills/{id}/report", Some(Role::Viewer)),
 ];
 
 /// The OpenAPI document.
@@ -123,6 +129,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/orders", get(dispatch_api::orders))
         .route("/api/v1/orders/{id}", get(dispatch_api::order))
         .route("/api/v1/audit", get(dispatch_api::audit))
+        .route("/api/v1/drills", get(crate::console::drills::list).post(crate::console::drills::post))
+        .route("/api/v1/drills/{id}", get(crate::console::drills::get_one))
+        .route("/api/v1/drills/{id}/report", get(crate::console::drills::report))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
@@ -131,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/api/v1/keys", get(dispatch_api::keys))
         .merge(api)
+        .merge(crate::console::router())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /api/v1/openapi.json")
         })
@@ -148,6 +158,14 @@ pub struct ApiError {
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into() }
+    }
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// The message shown to the caller.
+    pub fn message(&self) -> &str {
+        &self.message
     }
     fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -178,7 +196,7 @@ impl From<crate::store::StoreError> for ApiError {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub role: Role,
-    /// The token's name (who it was made for), for the audit log.
+    /// The token's name (who it was made for), or the console user's, for the audit log.
     pub name: String,
 }
 
@@ -192,38 +210,75 @@ fn template_matches(template: &str, path: &str) -> bool {
     t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
 }
 
+/// Whether a method changes something (and so needs the CSRF token when a cookie
+/// authenticates it).
+fn changes_state(method: &axum::http::Method) -> bool {
+    !matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS)
+}
+
+/// Authenticates an API request by its bearer token or, for the console, by its session cookie
+/// (with the `X-CSRF-Token` header on every state-changing call), and checks the role.
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let need = required_role(request.method().as_str(), request.uri().path()).unwrap_or(Role::Admin);
     let token = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::bearer);
-    let Some(token) = token else {
-        state.metrics.auth_refused.get_or_create(&Metrics::reason("no_token")).inc();
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send Authorization: Bearer TOKEN (yingji-hub token create)",
-        )
-        .into_response();
-    };
-    let found = match state.store.token_role(&auth::hash(token)).await {
-        Ok(Some((role, name))) => role.parse::<Role>().ok().map(|r| (r, name)),
-        Ok(None) => None,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let Some((role, name)) = found else {
-        state.metrics.auth_refused.get_or_create(&Metrics::reason("bad_token")).inc();
-        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the token is not known to this hub")
-            .into_response();
+    let (role, name) = match token {
+        Some(token) => {
+            let found = match state.store.token_role(&auth::hash(token)).await {
+                Ok(Some((role, name))) => role.parse::<Role>().ok().map(|r| (r, name)),
+                Ok(None) => None,
+                Err(e) => return ApiError::from(e).into_response(),
+            };
+            let Some((role, name)) = found else {
+                state.metrics.auth_refused.get_or_create(&Metrics::reason("bad_token")).inc();
+                return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the token is not known to this hub")
+                    .into_response();
+            };
+            (role, if name.is_empty() { format!("{}-token", role.as_str()) } else { name })
+        }
+        None => {
+            let user = match crate::console::session_of(&state, request.headers()).await {
+                Ok(u) => u,
+                Err(response) => return response,
+            };
+            let Some(user) = user else {
+                let had_cookie =
+                    crate::console::session::cookie(request.headers(), crate::console::session::COOKIE).is_some();
+                state
+                    .metrics
+                    .auth_refused
+                    .get_or_create(&Metrics::reason(if had_cookie { "bad_session" } else { "no_token" }))
+                    .inc();
+                let message = if had_cookie {
+                    "the console session has ended; log in again"
+                } else {
+                    "send Authorization: Bearer TOKEN (yingji-hub token create), or log in to the console"
+                };
+                return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+            };
+            if changes_state(request.method()) {
+                let sent = request.headers().get(crate::console::session::CSRF_HEADER).and_then(|v| v.to_str().ok());
+                if !crate::console::session::csrf_matches(&user.csrf, sent) {
+                    state.metrics.auth_refused.get_or_create(&Metrics::reason("csrf")).inc();
+                    return ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "csrf",
+                        "a console call that changes something carries the session's X-CSRF-Token header",
+                    )
+                    .into_response();
+                }
+            }
+            (user.role, user.name)
+        }
     };
     if role < need {
         state.metrics.auth_refused.get_or_create(&Metrics::reason("role")).inc();
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("this needs the {} role; the token is a {}", need.as_str(), role.as_str()),
+            format!("this needs the {} role; the caller is a {}", need.as_str(), role.as_str()),
         )
         .into_response();
     }
-    let name = if name.is_empty() { format!("{}-token", role.as_str()) } else { name };
     request.extensions_mut().insert(Caller { role, name });
     next.run(request).await
 }
@@ -449,23 +504,40 @@ struct SetLevel {
 async fn set_level(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
     body: Result<Json<SetLevel>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let _ = &caller.name;
-    if body.level.is_some_and(|l| !(1..=4).contains(&l)) {
+    let summary =
+        apply_level(&state, &caller, &remote.to_string(), &body.incident, body.exercise, body.level, &body.reason)
+            .await?;
+    Ok((StatusCode::CREATED, Json(summary)).into_response())
+}
+
+/// Sets an incident's level by hand (the API's and the console's way), in one transaction with
+/// its audit entry, and tells the stream.
+pub async fn apply_level(
+    state: &AppState,
+    caller: &Caller,
+    remote: &str,
+    incident: &str,
+    exercise: bool,
+    level: Option<u8>,
+    reason: &str,
+) -> Result<serde_json::Value, ApiError> {
+    if level.is_some_and(|l| !(1..=4).contains(&l)) {
         return Err(ApiError::bad_request("level is 1..=4 (Ⅰ..Ⅳ) or null"));
     }
-    if body.reason.trim().is_empty() || body.reason.len() > 2000 {
+    if reason.trim().is_empty() || reason.len() > 2000 {
         return Err(ApiError::bad_request("a reason (1..=2000 bytes) is required"));
     }
-    if state.store.incident(&body.incident, body.exercise).await?.is_none() {
-        return Err(ApiError::not_found(format!("no incident {:?}", body.incident)));
+    if state.store.incident(incident, exercise).await?.is_none() {
+        return Err(ApiError::not_found(format!("no incident {incident:?}")));
     }
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut tx = state.store.begin().await?;
-    let previous = tx.level(&body.incident, body.exercise).await?;
-    let change = match (previous, body.level) {
+    let previous = tx.level(incident, exercise).await?;
+    let change = match (previous, level) {
         (None, Some(_)) => "raise",
         (Some(a), Some(b)) if b < a => "upgrade",
         (Some(a), Some(b)) if b == a => "confirm",
@@ -474,16 +546,16 @@ async fn set_level(
     };
     let a = crate::store::NewAssessment {
         id: uuid::Uuid::now_v7().to_string(),
-        subject: body.incident.clone(),
-        exercise: body.exercise,
-        incident: Some(body.incident.clone()),
+        subject: incident.to_owned(),
+        exercise,
+        incident: Some(incident.to_owned()),
         division: String::new(),
         at_ms: now_ms,
-        level: body.level,
+        level,
         previous,
         change: change.to_owned(),
         rule: Some(format!("manual:{}", caller.role.as_str())),
-        reason: body.reason.clone(),
+        reason: reason.to_owned(),
         inputs: "{}".to_owned(),
         actions: "[]".to_owned(),
         matched: "[]".to_owned(),
@@ -491,11 +563,23 @@ async fn set_level(
         cap_id: None,
     };
     tx.insert_assessment(&a).await?;
+    tx.audit(
+        &crate::store::NewAudit {
+            who: &caller.name,
+            role: caller.role.as_str(),
+            action: "set_level",
+            target: incident,
+            remote,
+            detail: json!({"exercise": exercise, "level": level, "previous": previous, "reason": reason, "assessment": a.id}),
+        },
+        now_ms,
+    )
+    .await?;
     tx.commit().await?;
     let summary = json!({"id": a.id, "subject": a.subject, "exercise": a.exercise, "incident": a.incident,
                          "level": a.level, "previous": previous, "change": change, "rule": a.rule, "reason": a.reason});
     let _ = state.stream.send(Arc::from(json!({"type": "assessment", "assessment": summary}).to_string()));
-    Ok((StatusCode::CREATED, Json(summary)).into_response())
+    Ok(summary)
 }
 
 async fn nodes(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -531,17 +615,22 @@ async fn stations(
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     limit: Option<i64>,
+    exercise: Option<bool>,
+    node: Option<String>,
+    kind: Option<String>,
 }
 
 async fn events(
     State(state): State<AppState>,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let limit = query(q)?.limit.unwrap_or(100);
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad_request("limit is 1..=10000"));
     }
-    Ok(Json(json!({"items": state.store.recent_events(limit).await?})).into_response())
+    let filter = crate::store::EventFilter { exercise: q.exercise, node: q.node, kind: q.kind, limit };
+    Ok(Json(json!({"items": state.store.events_filtered(&filter).await?})).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -595,7 +684,17 @@ fn rules_status(state: &AppState) -> serde_json::Value {
     })
 }
 
-async fn reload_rules(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn reload_rules(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
+) -> Result<Response, ApiError> {
+    let count = reload_rules_now(&state, &caller, &remote.to_string()).await?;
+    Ok(Json(json!({"rules": count})).into_response())
+}
+
+/// Reloads the rules file (the API's and the console's way); the attempt is audited.
+pub async fn reload_rules_now(state: &AppState, caller: &Caller, remote: &str) -> Result<usize, ApiError> {
     let Some(path) = state.rules_file.clone() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -607,13 +706,24 @@ async fn reload_rules(State(state): State<AppState>) -> Result<Response, ApiErro
     let result = tokio::task::spawn_blocking(move || handle.reload_from(&path))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let audit = |outcome: serde_json::Value| crate::store::NewAudit {
+        who: &caller.name,
+        role: caller.role.as_str(),
+        action: "rules_reload",
+        target: "rules",
+        remote,
+        detail: outcome,
+    };
+    let now_ms = chrono::Utc::now().timestamp_millis();
     match result {
         Ok(count) => {
             state.metrics.rule_reloads.get_or_create(&Metrics::reason("ok")).inc();
-            Ok(Json(json!({"rules": count})).into_response())
+            state.store.audit_one(&audit(json!({"rules": count})), now_ms).await?;
+            Ok(count)
         }
         Err(e) => {
             state.metrics.rule_reloads.get_or_create(&Metrics::reason("refused")).inc();
+            state.store.audit_one(&audit(json!({"refused": e.to_string()})), now_ms).await?;
             Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "rules_refused",

@@ -12,6 +12,7 @@
 //! - [`cap`] (pure): CAP 1.2 documents and GB/T 35965.1 identifiers; [`alerts`] maps warnings
 //!   and assessments to them.
 //! - [`http`]: the JSON API, tokens and roles ([`auth`]), the live stream, `/metrics`.
+//! - [`console`]: the duty officer's web console at `/` (sessions, pages, map, drills).
 //!
 //! Like the node, startup is build-then-run: [`Hub::build`] opens everything that can fail and
 //! reports it at once; [`Hub::run_until_stopped`] runs until the token is cancelled, then
@@ -22,6 +23,7 @@ pub mod assess;
 pub mod auth;
 pub mod cap;
 pub mod config;
+pub mod console;
 pub mod dispatch;
 pub mod http;
 pub mod intake;
@@ -46,6 +48,7 @@ use yingji_node::mqtt;
 use yingji_node::regions::Regions;
 
 pub use config::Config;
+pub use console::add_user;
 use metrics::Metrics;
 use rules::{RuleHandle, RuleSet};
 use store::Store;
@@ -284,6 +287,7 @@ impl Hub {
             rules_file: self.rules_file.clone(),
             stop: stop.clone(),
             dispatcher: Some(dispatcher.clone()),
+            console: Arc::new(console::Console::new(self.config.console.clone())),
         };
         let http_stop = stop.clone();
         let server = axum::serve(self.http, http::router(state).into_make_service_with_connect_info::<SocketAddr>())

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use yingji_hub::config::{Args, Command, Config, ResourcesCommand, RulesCommand, TokenCommand};
+use yingji_hub::config::{Args, Command, Config, ResourcesCommand, RulesCommand, TokenCommand, UserCommand};
 use yingji_hub::rules::{self, RuleSet};
 
 #[tokio::main]
@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
             return token_create(&args, role, name).await;
         }
         Some(Command::Resources { command }) => return resources_command(&args, command).await,
+        Some(Command::User { command }) => return user_command(&args, command).await,
         None => {}
     }
     let config = match Config::resolve(&args) {
@@ -86,6 +87,113 @@ async fn token_create(args: &Args, role: &str, name: &str) -> ExitCode {
     eprintln!("created a {} token; it is shown once, only its hash is kept:", role.as_str());
     println!("{token}");
     ExitCode::SUCCESS
+}
+
+/// Reads a new password: the first line of standard input when that is not a terminal, else
+/// twice from the terminal without echo.
+fn read_password() -> Result<String, String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ").map_err(|e| format!("reading the password: {e}"))?;
+        let again = rpassword::prompt_password("again: ").map_err(|e| format!("reading the password: {e}"))?;
+        if first != again {
+            return Err("the two passwords differ".into());
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the password from standard input: {e}"))?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}
+
+/// `yingji-hub user add|list|remove`.
+async fn user_command(args: &Args, command: &UserCommand) -> ExitCode {
+    let fail = |code: u8, message: String| {
+        eprintln!("yingji-hub user: {message}");
+        ExitCode::from(code)
+    };
+    let config = match Config::resolve(args) {
+        Ok(c) => c,
+        Err(e) => return fail(2, format!("{e:#}")),
+    };
+    // Check what can be checked before asking for a password.
+    let add = match command {
+        UserCommand::Add { name, role } => {
+            let role = match role.parse::<yingji_hub::auth::Role>() {
+                Ok(r) => r,
+                Err(e) => return fail(2, e),
+            };
+            if let Err(e) = yingji_hub::console::users::valid_name(name) {
+                return fail(2, e.to_string());
+            }
+            let password = match read_password() {
+                Ok(p) => p,
+                Err(e) => return fail(2, e),
+            };
+            if let Err(e) = yingji_hub::console::users::valid_password(&password) {
+                return fail(2, e.to_string());
+            }
+            Some((name.clone(), role, password))
+        }
+        _ => None,
+    };
+    let store = match yingji_hub::store::Store::connect(&config.db).await {
+        Ok(s) => s,
+        Err(e) => return fail(1, format!("{e} ({})", yingji_node::redact(&config.db))),
+    };
+    let who = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    let audit = |action: &'static str, target: String, detail: serde_json::Value| {
+        let store = store.clone();
+        let who = who.clone();
+        async move {
+            let entry = yingji_hub::store::NewAudit {
+                who: &who,
+                role: "admin",
+                action,
+                target: &target,
+                remote: "cli",
+                detail,
+            };
+            let _ = store.audit_one(&entry, chrono::Utc::now().timestamp_millis()).await;
+        }
+    };
+    let code = match (command, add) {
+        (UserCommand::Add { .. }, Some((name, role, password))) => {
+            match yingji_hub::add_user(&store, &name, role, &password).await {
+                Ok(()) => {
+                    audit("user_add", name.clone(), serde_json::json!({"role": role.as_str()})).await;
+                    println!("added {name} ({})", role.as_str());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e.to_string()),
+            }
+        }
+        (UserCommand::List, _) => match store.users().await {
+            Ok(users) => {
+                for u in users {
+                    println!("{}\t{}", u.name, u.role);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(1, e.to_string()),
+        },
+        (UserCommand::Remove { name }, _) => match store.remove_user(name).await {
+            Ok(true) => {
+                audit("user_remove", name.clone(), serde_json::json!({})).await;
+                println!("removed {name}");
+                ExitCode::SUCCESS
+            }
+            Ok(false) => fail(1, format!("no user {name:?}")),
+            Err(e) => fail(1, e.to_string()),
+        },
+        (UserCommand::Add { .. }, None) => ExitCode::from(2),
+    };
+    store.close().await;
+    code
 }
 
 async fn resources_command(args: &Args, command: &ResourcesCommand) -> ExitCode {

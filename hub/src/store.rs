@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
+mod console;
 mod dispatch;
+pub use console::*;
 pub use dispatch::*;
 
 use serde::Serialize;
@@ -274,18 +276,6 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    /// Events received after `since_ms` (for the console's backlog), newest last.
-    pub async fn recent_events(&self, limit: i64) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, node, kind, at_ms, exercise, region, incident, body, received_ms FROM events \
-             ORDER BY received_ms DESC, id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(EventRow::from_row).collect()
     }
 
     /// The role and name of the token whose SHA-256 is `hash`.

@@ -11,6 +11,7 @@
 //!   tests that kill it.
 //! - [`Publisher`]: an ordinary MQTT client that publishes at QoS 1 and waits for every PUBACK.
 //! - [`eventually`]: polls a condition with a deadline instead of sleeping.
+//! - [`browser`]: headless Chromium through chromedriver, for the console's tests.
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -24,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 use yingji_node::Node;
 use yingji_node::config::{Config, MqttUrl};
 use yingji_node::store::Store;
+
+pub mod browser;
 
 /// Logs go to the test output only when `TEST_LOG=1`.
 pub fn init_logging() {
@@ -304,6 +307,12 @@ impl TestHub {
         let token = yingji_hub::auth::new_token();
         self.store.add_token(&yingji_hub::auth::hash(&token), role, "test", 0).await.expect("store token");
         token
+    }
+
+    /// A console user `name` with `role` and `password`, made as `yingji-hub user add` does.
+    pub async fn user(&self, name: &str, role: &str, password: &str) {
+        let role = role.parse::<yingji_hub::auth::Role>().expect("a role");
+        yingji_hub::add_user(&self.store, name, role, password).await.expect("add the user");
     }
 
     /// GET `path` with `token`; the JSON body (panics on a non-2xx answer).

@@ -314,7 +314,7 @@ pub async fn apply_ack(
         }
     }
     let stream = json!({"type": "order", "order": order.id, "team": order.team, "status": status,
-                        "incident": order.incident, "proposal": proposal});
+                        "incident": order.incident, "proposal": proposal, "exercise": order.exercise, "node": order.node});
     Ok(Ok(Some(AckOutcome { stream, proposal })))
 }
 
@@ -494,7 +494,8 @@ impl Dispatcher {
         tx.commit().await?;
         for (order_id, node, signed) in &orders {
             self.publish(node, signed).await;
-            self.emit(json!({"type": "order", "order": order_id, "status": "issued", "proposal": id}));
+            self.emit(json!({"type": "order", "order": order_id, "status": "issued", "proposal": id,
+                             "incident": proposal.incident, "exercise": proposal.exercise, "node": node}));
         }
         Ok(orders.into_iter().map(|o| o.0).collect())
     }
@@ -614,7 +615,8 @@ impl Dispatcher {
                     .await?;
                     tx.commit().await?;
                     self.publish(&order.node, &order.signed_raw).await;
-                    self.emit(json!({"type": "order", "order": order.id, "status": order.status, "event": "resent", "team": order.team}));
+                    self.emit(json!({"type": "order", "order": order.id, "status": order.status, "event": "resent",
+                                     "team": order.team, "incident": order.incident, "exercise": order.exercise}));
                 }
                 continue;
             }
@@ -644,7 +646,7 @@ impl Dispatcher {
             tracing::warn!(order = %order.id, team = %order.team, proposal = ?replacement,
                 "an order went unanswered after a resend: overdue, the next best team is proposed");
             self.emit(json!({"type": "escalation", "order": order.id, "team": order.team, "incident": order.incident,
-                             "proposal": replacement}));
+                             "proposal": replacement, "exercise": order.exercise}));
         }
         for p in self.store.proposals(Some("proposed"), 100).await? {
             if p.automatic {

@@ -183,6 +183,7 @@ pub async fn import(
 pub(super) struct ListQuery {
     status: Option<String>,
     incident: Option<String>,
+    exercise: Option<bool>,
     limit: Option<i64>,
 }
 
@@ -195,6 +196,9 @@ pub(super) async fn proposals(
     let mut rows = state.store.proposals(q.status.as_deref(), limit).await?;
     if let Some(i) = &q.incident {
         rows.retain(|p| &p.incident == i);
+    }
+    if let Some(e) = q.exercise {
+        rows.retain(|p| p.exercise == e);
     }
     Ok(Json(json!({"items": rows})).into_response())
 }
@@ -264,6 +268,9 @@ pub(super) async fn orders(
     let mut rows = state.store.orders(q.incident.as_deref(), limit).await?;
     if let Some(s) = &q.status {
         rows.retain(|o| &o.status == s);
+    }
+    if let Some(e) = q.exercise {
+        rows.retain(|o| o.exercise == e);
     }
     Ok(Json(json!({"items": rows})).into_response())
 }

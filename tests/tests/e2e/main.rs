@@ -1,5 +1,6 @@
 //! End-to-end tests of Yingji: one binary, a module per area.
 
+mod browser;
 mod connection;
 mod crash;
 mod dispatch;
