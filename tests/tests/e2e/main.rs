@@ -2,6 +2,7 @@
 
 mod browser;
 mod connection;
+mod console;
 mod crash;
 mod dispatch;
 mod drill;
