@@ -292,9 +292,7 @@
     const counts = {};
     for (const m of state.markers) counts[m.kind] = (counts[m.kind] || 0) + 1;
     if (status)
-      status.textContent = ['incident', 'warning', 'station', 'team']
-        .map((k) => Y.w(k === 'station' ? 'map.station.on' : 'map.' + k).replace(/\s.*$/, '') + ' ' + (counts[k] || 0))
-        .join(' · ');
+      status.textContent = ['incident', 'warning', 'station', 'team'].map((k) => Y.w('map.' + k + 's') + ' ' + (counts[k] || 0)).join(' · ');
   }
 
   // --- interaction ----------------------------------------------------------------------------

@@ -100,6 +100,14 @@ impl Browser {
                 panic!("cannot start a Chromium session through chromedriver: {e}");
             }
         };
+        // The window is as large as the viewport must be plus the browser's own frame.
+        let frame = client
+            .execute("return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]", vec![])
+            .await;
+        if let Ok(serde_json::Value::Array(f)) = frame {
+            let extra = |i: usize| f.get(i).and_then(|v| v.as_u64()).and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+            let _ = client.set_window_size(WINDOW.0 + extra(0), WINDOW.1 + extra(1)).await;
+        }
         Some(Browser { client, driver: child, _profile: profile })
     }
 

@@ -197,17 +197,14 @@ fn forbidden(ctx: &Ctx) -> Response {
     error_page(ctx, StatusCode::FORBIDDEN, ctx.t("err.forbidden"))
 }
 
-/// Refuses a form whose CSRF token is not the session's (nothing has changed yet).
-fn check_csrf(ctx: &Ctx, sent: &str) -> Result<(), Response> {
-    if csrf_matches(&ctx.user.csrf, Some(sent)) {
-        Ok(())
-    } else {
-        Err(error_page(ctx, StatusCode::FORBIDDEN, ctx.t("err.csrf")))
-    }
+/// The refusal of a form whose CSRF token is not the session's (nothing has changed yet).
+fn check_csrf(ctx: &Ctx, sent: &str) -> Option<Response> {
+    (!csrf_matches(&ctx.user.csrf, Some(sent))).then(|| error_page(ctx, StatusCode::FORBIDDEN, ctx.t("err.csrf")))
 }
 
-fn need(ctx: &Ctx, role: Role) -> Result<(), Response> {
-    if ctx.user.role >= role { Ok(()) } else { Err(forbidden(ctx)) }
+/// The refusal for a user whose role is below `role`.
+fn need(ctx: &Ctx, role: Role) -> Option<Response> {
+    (ctx.user.role < role).then(|| forbidden(ctx))
 }
 
 fn caller(ctx: &Ctx) -> Caller {
@@ -462,7 +459,7 @@ pub(super) async fn logout(
     form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let sent = form.map(|Form(f)| f.csrf).unwrap_or_default();
-    if let Err(r) = check_csrf(&ctx, &sent) {
+    if let Some(r) = check_csrf(&ctx, &sent) {
         return r;
     }
     let now = chrono::Utc::now().timestamp_millis();
@@ -513,7 +510,7 @@ pub(super) async fn set_mode(
     form: Result<Form<ModeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(f)) = form else { return error_page(&ctx, StatusCode::BAD_REQUEST, ctx.t("err.bad")) };
-    if let Err(r) = check_csrf(&ctx, &f.csrf) {
+    if let Some(r) = check_csrf(&ctx, &f.csrf) {
         return r;
     }
     let Some(mode) = ConsoleMode::parse(&f.mode) else {
@@ -803,7 +800,7 @@ pub(super) async fn incident(State(state): State<AppState>, ctx: Ctx, Path(id): 
     let mut divisions: Vec<_> = rolled.values().collect();
     divisions.sort_by_key(|d| (state.regions.path(&d.division).len(), d.division.clone()));
     for d in divisions {
-        let totals = serde_json::to_value(&d.totals).unwrap_or_default();
+        let totals = serde_json::to_value(d.totals).unwrap_or_default();
         h.raw("<tr><td>").text(&d.division).raw(" ").text(&d.name).raw("</td>");
         for f in figs {
             let v = totals.get(f).map(|v| v.to_string()).unwrap_or_else(|| "—".into());
@@ -923,10 +920,10 @@ pub(super) async fn set_level(
     form: Result<Form<LevelForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(f)) = form else { return error_page(&ctx, StatusCode::BAD_REQUEST, ctx.t("err.bad")) };
-    if let Err(r) = check_csrf(&ctx, &f.csrf) {
+    if let Some(r) = check_csrf(&ctx, &f.csrf) {
         return r;
     }
-    if let Err(r) = need(&ctx, Role::Commander) {
+    if let Some(r) = need(&ctx, Role::Commander) {
         return r;
     }
     let level = match f.level.as_str() {
@@ -1081,10 +1078,10 @@ pub(super) async fn import(
     form: Result<Form<ImportForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(f)) = form else { return error_page(&ctx, StatusCode::BAD_REQUEST, ctx.t("err.bad")) };
-    if let Err(r) = check_csrf(&ctx, &f.csrf) {
+    if let Some(r) = check_csrf(&ctx, &f.csrf) {
         return r;
     }
-    if let Err(r) = need(&ctx, Role::Admin) {
+    if let Some(r) = need(&ctx, Role::Admin) {
         return r;
     }
     let Some(kind) = crate::resources::Kind::parse(&f.kind) else {
@@ -1188,10 +1185,10 @@ pub(super) async fn reload_rules(
     form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let sent = form.map(|Form(f)| f.csrf).unwrap_or_default();
-    if let Err(r) = check_csrf(&ctx, &sent) {
+    if let Some(r) = check_csrf(&ctx, &sent) {
         return r;
     }
-    if let Err(r) = need(&ctx, Role::Commander) {
+    if let Some(r) = need(&ctx, Role::Commander) {
         return r;
     }
     match crate::http::reload_rules_now(&state, &caller(&ctx), &remote.to_string()).await {
@@ -1201,7 +1198,7 @@ pub(super) async fn reload_rules(
 }
 
 pub(super) async fn audit_page(State(state): State<AppState>, ctx: Ctx) -> Response {
-    if let Err(r) = need(&ctx, Role::Officer) {
+    if let Some(r) = need(&ctx, Role::Officer) {
         return r;
     }
     let rows = db!(ctx, state.store.audit(500).await);
@@ -1281,7 +1278,7 @@ pub(super) async fn users(
     ctx: Ctx,
     q: Result<Query<UsersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(r) = need(&ctx, Role::Admin) {
+    if let Some(r) = need(&ctx, Role::Admin) {
         return r;
     }
     let q = q.map(|Query(q)| q).unwrap_or_default();
@@ -1350,10 +1347,10 @@ pub(super) async fn add_user(
     form: Result<Form<UserForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(f)) = form else { return error_page(&ctx, StatusCode::BAD_REQUEST, ctx.t("err.bad")) };
-    if let Err(r) = check_csrf(&ctx, &f.csrf) {
+    if let Some(r) = check_csrf(&ctx, &f.csrf) {
         return r;
     }
-    if let Err(r) = need(&ctx, Role::Admin) {
+    if let Some(r) = need(&ctx, Role::Admin) {
         return r;
     }
     let Ok(role) = f.role.parse::<Role>() else {
@@ -1378,10 +1375,10 @@ pub(super) async fn remove_user(
     form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let sent = form.map(|Form(f)| f.csrf).unwrap_or_default();
-    if let Err(r) = check_csrf(&ctx, &sent) {
+    if let Some(r) = check_csrf(&ctx, &sent) {
         return r;
     }
-    if let Err(r) = need(&ctx, Role::Admin) {
+    if let Some(r) = need(&ctx, Role::Admin) {
         return r;
     }
     if name == ctx.user.name {

@@ -73,10 +73,11 @@ impl Console {
         self.keep(&r);
         let (status, headers) = (r.status(), r.headers().clone());
         let body = r.text().await.unwrap_or_default();
-        if let Some(t) = hidden_csrf(&body) {
-            if path != "/login" && !path.starts_with("/login?") {
-                self.csrf = t;
-            }
+        if let Some(t) = hidden_csrf(&body)
+            && path != "/login"
+            && !path.starts_with("/login?")
+        {
+            self.csrf = t;
         }
         (status, headers, body)
     }
