@@ -1,5 +1,5 @@
-//! The `yingji-hub` binary as an operator meets it: `--help`, `token create`, `rules check` and
-//! `rules test`, with their exit codes.
+//! The `yingji-hub` binary as an operator meets it: `--help`, `token create`, `user add`,
+//! `rules check` and `rules test`, with their exit codes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -47,6 +47,44 @@ async fn token_create_prints_the_token_alone_on_its_last_line_and_keeps_only_its
     let bad = hub().args(["token", "create", "--role", "root", "--db", &db]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role"));
+}
+
+#[tokio::test]
+async fn user_add_reads_the_password_from_standard_input_and_keeps_an_argon2id_hash() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("hub.db").display());
+    let add = |name: &str, role: &str, password: &str| {
+        let mut child = hub()
+            .args(["user", "add", name, "--role", role, "--db", &db])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = add("duty", "officer", "a long enough password");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("added duty (officer)"));
+    let short = add("other", "viewer", "short");
+    assert_eq!(short.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8"));
+    assert_eq!(add("x", "root", "a long enough password").status.code(), Some(2));
+    assert_eq!(add("duty", "viewer", "a long enough password").status.code(), Some(1), "a name is taken once");
+    let list = hub().args(["user", "list", "--db", &db]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "duty\tofficer\n");
+    let store = yingji_hub::store::Store::connect(&db).await.unwrap();
+    let (role, hash) = store.user_credentials("duty").await.unwrap().unwrap();
+    assert_eq!(role, "officer");
+    assert!(hash.starts_with("$argon2id$") && !hash.contains("a long enough password"));
+    assert!(yingji_hub::console::users::verify_password("a long enough password", &hash));
+    store.close().await;
+    let removed = hub().args(["user", "remove", "duty", "--db", &db]).output().unwrap();
+    assert!(removed.status.success());
+    let again = hub().args(["user", "remove", "duty", "--db", &db]).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
 }
 
 #[test]

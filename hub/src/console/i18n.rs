@@ -171,6 +171,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ),
     ("res.imported", "已导入", "Imported"),
     ("res.refused", "导入被拒绝", "Import refused"),
+    ("res.id", "编号", "ID"),
+    ("res.grade", "等级", "Grade"),
     ("res.name", "名称", "Name"),
     ("res.node", "节点", "Node"),
     ("res.province", "省份", "Province"),

@@ -994,7 +994,7 @@ pub(super) async fn resources(
         }
     };
     h.raw("<h2>").text(ctx.t("res.teams")).raw("</h2><table class=\"grid\" id=\"teams\"><thead><tr>");
-    for k in ["inc.id", "res.name", "res.node", "res.province", "disp.capability", "res.size", "disp.status"] {
+    for k in ["res.id", "res.name", "res.node", "res.province", "disp.capability", "res.size", "disp.status"] {
         h.el("th", "", ctx.t(k));
     }
     h.raw("</tr></thead><tbody>");
@@ -1007,7 +1007,7 @@ pub(super) async fn resources(
     h.raw("</tbody></table>");
     more(&mut h, teams.len());
     h.raw("<h2>").text(ctx.t("res.stockpiles")).raw("</h2><table class=\"grid\" id=\"stockpiles\"><thead><tr>");
-    for k in ["inc.id", "res.name", "res.province", "disp.items"] {
+    for k in ["res.id", "res.name", "res.province", "disp.items"] {
         h.el("th", "", ctx.t(k));
     }
     h.raw("</tr></thead><tbody>");
@@ -1026,10 +1026,10 @@ pub(super) async fn resources(
         [("res.hazards", "hazards", &hazards, "level"), ("res.targets", "targets", &targets, "people")]
     {
         let _ = write!(h, "<h2>{}</h2><table class=\"grid\" id=\"{id}\"><thead><tr>", esc(ctx.t(key)));
-        for k in ["inc.id", "res.name", "res.kind"] {
+        for k in ["res.id", "res.name", "res.kind"] {
             h.el("th", "", ctx.t(k));
         }
-        h.el("th", "", if extra == "level" { ctx.t("level") } else { ctx.t("res.people") });
+        h.el("th", "", if extra == "level" { ctx.t("res.grade") } else { ctx.t("res.people") });
         h.raw("</tr></thead><tbody>");
         let text = |v: &serde_json::Value| match v {
             serde_json::Value::String(s) => s.clone(),

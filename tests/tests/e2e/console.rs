@@ -253,11 +253,20 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_and_expiry_end_the_sess
     let hub = hub_with(&db, dir.path(), |c| {
         c.console.session_ttl_s = 1;
         c.console.secure_cookie = true;
+        c.console.tiles_url = Some("http://tiles.local:8081/{z}/{x}/{y}.png".into());
     })
     .await;
     let mut c = Console::new(&hub);
     let (_, set) = c.login("duty", "duty-password").await;
     assert!(set.iter().any(|s| s.starts_with("yingji_session=") && s.ends_with("; Secure")), "{set:?}");
+    // With a tile server configured, its origin (and only it) may serve images.
+    let (_, headers, page) = c.get("/").await;
+    let csp = headers["content-security-policy"].to_str().expect("csp");
+    assert!(
+        csp.contains("img-src 'self' data: http://tiles.local:8081;") && csp.contains("connect-src 'self';"),
+        "{csp}"
+    );
+    assert!(page.contains("http://tiles.local:8081/{z}/{x}/{y}.png"), "the map gets the tile URL");
     eventually(Duration::from_secs(10), "the session to expire", || async {
         (c.api("GET", "/api/v1/incidents", None, None).await.0 == StatusCode::UNAUTHORIZED).then_some(())
     })
@@ -411,6 +420,31 @@ async fn a_viewer_cannot_approve_through_the_console_or_the_api_and_script_in_a_
         viewer.post_form("/incidents/flood-x/level", &[("csrf", &csrf), ("level", "1"), ("reason", "x")]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
+    // A commander may, with a reason; it is an assessment like any other, and audited.
+    hub.user("chief", "commander", "chief-password").await;
+    let mut chief = Console::new(&hub);
+    chief.login("chief", "chief-password").await;
+    let (_, _, chief_page) = chief.get("/incidents/flood-x").await;
+    assert!(chief_page.contains("id=\"level-form\""));
+    let chief_csrf = chief.csrf.clone();
+    let (status, _, _, location) = chief
+        .post_form(
+            "/incidents/flood-x/level",
+            &[("csrf", &chief_csrf), ("level", "2"), ("reason", "dyke breach upstream")],
+        )
+        .await;
+    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/incidents/flood-x")));
+    let incident = hub.get(&admin, "/api/v1/incidents/flood-x").await;
+    assert_eq!(incident["incident"]["level"], 2);
+    assert_eq!(incident["assessments"][0]["rule"], "manual:commander");
+    let audit = hub.get(&admin, "/api/v1/audit").await;
+    assert!(
+        audit["items"].as_array().expect("items").iter().any(|a| a["action"] == "set_level" && a["who"] == "chief")
+    );
+    let (status, _, _, _) =
+        chief.post_form("/incidents/flood-x/level", &[("csrf", &chief_csrf), ("level", "9"), ("reason", "x")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a bad level changes nothing");
+
     // Field text and names are text in the server's HTML.
     assert!(
         page.contains("&lt;script&gt;alert(&#39;xss&#39;)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"),
@@ -509,6 +543,19 @@ async fn exercise_mode_shows_drill_data_only_under_a_banner_and_every_page_rende
     assert!(list.contains("real-flood") && !list.contains("drill-flood"), "real data only");
     let (_, _, drills) = c.get("/drills").await;
     assert!(drills.contains("id=\"drills-real\"") && !drills.contains("drill-2026-1"));
+    // An admin imports through the console: all rows or none, each bad row named.
+    let csv = "id,name,node,lat,lon,capabilities,size\nt-9,Team nine,zj,27.6,118.6,medical,12\n";
+    let (status, _, _, location) =
+        c.post_form("/resources/import", &[("csrf", &csrf), ("kind", "teams"), ("text", csv)]).await;
+    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/resources?imported=1")));
+    let bad = "id,name,node,lat,lon,capabilities,size\nt-10,Ten,zj,99,118.6,medical,12\n";
+    let (status, _, body, _) =
+        c.post_form("/resources/import", &[("csrf", &csrf), ("kind", "teams"), ("text", bad)]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("id=\"import-errors\"") && body.contains("lat"), "{body}");
+    let teams = hub.get(&admin, "/api/v1/resources/teams").await;
+    let ids: Vec<_> = teams["items"].as_array().expect("items").iter().map(|t| t["id"].clone()).collect();
+    assert_eq!(ids, [json!("t-9")]);
     // Every page answers for an admin.
     for path in [
         "/",
