@@ -51,6 +51,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ack_within_s: ack_within_s(args.speed),
     };
     let platform = Platform::start_embedded(&scenario, &spec).await?;
+    if let Some(store) = &platform.hub_store {
+        yingji_hub::console::add_user(store, DEMO_USER, yingji_hub::auth::Role::Officer, DEMO_PASSWORD)
+            .await
+            .context("creating the demo's console login")?;
+    }
     print_banner(&platform, &scenario, args.http, &args);
 
     let options = DrillOptions {

@@ -114,6 +114,11 @@ impl Platform {
         hub_config.ack_within_s = spec.ack_within_s;
         hub_config.cap_sender = "yingji-sim@drill".to_owned();
         hub_config.rules_poll = Duration::from_secs(2);
+        hub_config.console.default_mode = if spec.exercise_console {
+            yingji_hub::config::ConsoleMode::Exercise
+        } else {
+            yingji_hub::config::ConsoleMode::Real
+        };
         let hub = yingji_hub::Hub::build(hub_config)
             .await
             .with_context(|| format!("starting the hub on {}", spec.hub_http))?;
