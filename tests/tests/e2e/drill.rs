@@ -38,6 +38,17 @@ async fn play(mqtt: Option<yingji_node::config::MqttUrl>, hub_db: Option<String>
         settle: Duration::from_secs(90),
     };
     let evaluation = drill::run(&scenario, &platform, &options).await.expect("the drill runs");
+    // The evaluation is the hub's drill result too (the console lists it).
+    let stored: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/drills/{}", platform.hub_url, evaluation.id))
+        .bearer_auth(&platform.token)
+        .send()
+        .await
+        .expect("GET the drill")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(stored["passed"], evaluation.passed, "{stored}");
     platform.stop().await.expect("the platform stops cleanly");
     assert!(dir.path().join("out/evaluation.json").is_file() && dir.path().join("out/report.html").is_file());
     evaluation
