@@ -189,7 +189,19 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // A test that failed before `close`: chromedriver's browser would outlive it. Its
+        // processes are the ones started with this session's own profile directory.
+        let marker = format!("--user-data-dir={}", self._profile.path().display());
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for pid in entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())) {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).split('\0').any(|arg| arg == marker) {
+                    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                }
+            }
+        }
         let _ = self.driver.kill();
+        let _ = self.driver.wait();
     }
 }
 
