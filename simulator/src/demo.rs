@@ -52,9 +52,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let platform = Platform::start_embedded(&scenario, &spec).await?;
     if let Some(store) = &platform.hub_store {
-        yingji_hub::console::add_user(store, DEMO_USER, yingji_hub::auth::Role::Officer, DEMO_PASSWORD)
-            .await
-            .context("creating the demo's console login")?;
+        // A demo run again on the same --data has its login already.
+        match yingji_hub::console::add_user(store, DEMO_USER, yingji_hub::auth::Role::Officer, DEMO_PASSWORD).await {
+            Ok(()) | Err(yingji_hub::console::users::UserError::Exists(_)) => {}
+            Err(e) => return Err(e).context("creating the demo's console login"),
+        }
     }
     print_banner(&platform, &scenario, args.http, &args);
 
