@@ -22,9 +22,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&docs)?;
     for (page, path) in [("map", "/"), ("dispatch", "/dispatch"), ("incidents", "/incidents"), ("drills", "/drills")] {
         browser.goto(&format!("{base}{path}")).await;
-        browser
-            .wait_js(Duration::from_secs(20), "the page", "return document.readyState === 'complete'")
-            .await;
+        browser.wait_js(Duration::from_secs(20), "the page", "return document.readyState === 'complete'").await;
         // Let the map draw its first frame from the live data.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let shot = browser.screenshot(&format!("demo-{page}")).await;
