@@ -761,11 +761,11 @@ pub fn sample_files(seed: u64) -> Vec<(String, String)> {
     files.push(("data/targets.csv".into(), targets_csv(&geo, seed)));
     files.push(("data/hazards.geojson".into(), hazards_geojson(&geo, seed)));
 
-    // Typhoon: provinces 92 and 93, about 4,000 stations each, and the water-resources
+    // Typhoon: provinces 92 and 93, about 4,100 stations each, and the water-resources
     // department's river gauges, reservoirs and hydrological rain gauges (about 2,000).
     for p in ["92", "93"] {
         let counties = counties_of(&geo, &[p]);
-        let per_county = 4000 / counties.len().max(1);
+        let per_county = 4100 / counties.len().max(1);
         let weather = per_county / 6;
         let mixes: [Mix; 2] = [
             ("rain_gauge", "雨量站", "rg", per_county - weather, 60),

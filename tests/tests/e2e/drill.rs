@@ -82,3 +82,45 @@ async fn a_short_drill_on_mosquitto_and_a_postgresql_hub_matches_the_truth() {
     let evaluation = play(Some(mosquitto.url.clone()), Some(db.url.clone())).await;
     assert_drill_passed(&evaluation);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drill_against_a_running_platform_matches_the_truth() {
+    // A platform started beforehand (here in-process, on one shared broker whose nodes listen
+    // under their field mounts), then driven as `yingji-sim drill --hub URL --mqtt URL` does.
+    init_logging();
+    let scenario = short();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = yingji_tests::spawn_embedded_broker();
+    let spec = EmbeddedSpec {
+        mqtt: Some(broker.clone()),
+        hub_db: None,
+        data_dir: dir.path().join("data"),
+        hub_http: SocketAddr::from(([127, 0, 0, 1], 0)),
+        exercise_console: true,
+        ack_within_s: 10,
+    };
+    let running = Platform::start_embedded(&scenario, &spec).await.expect("the platform starts");
+    let brokers = scenario
+        .nodes
+        .iter()
+        .map(|n| {
+            let field = yingji_simulator::platform::FieldBroker { url: broker.clone(), mount: format!("n/{}/", n.id) };
+            (n.id.clone(), field)
+        })
+        .collect();
+    let external = Platform::external(&running.hub_url, &running.token, brokers);
+    external.load_resources(&scenario).await.expect("resources import again, idempotently");
+    let options = DrillOptions {
+        seed: 11,
+        speed: 60.0,
+        out: None,
+        quiet: true,
+        connections: 1,
+        officer_delay: Duration::from_millis(500),
+        settle: Duration::from_secs(90),
+    };
+    let evaluation = drill::run(&scenario, &external, &options).await.expect("the drill runs");
+    external.stop().await.expect("an external platform has nothing of ours to stop");
+    running.stop().await.expect("the platform stops cleanly");
+    assert_drill_passed(&evaluation);
+}
