@@ -196,7 +196,14 @@ pub(crate) fn from_json_error(err: serde_path_to_error::Error<serde_json::Error>
 }
 
 /// Parses JSON into `T`, mapping errors to refusals with the path of the bad field.
+///
+/// Good input is parsed once, without tracking the path (which cost a node under load about a
+/// tenth of its time); only refused input is parsed again to say where it went wrong.
 pub(crate) fn parse_json<'de, T: serde::Deserialize<'de>>(payload: &'de [u8]) -> Result<T, Invalid> {
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    if let Ok(value) = T::deserialize(&mut de).and_then(|value| de.end().map(|()| value)) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(payload);
     let value = serde_path_to_error::deserialize(&mut de).map_err(from_json_error)?;
     de.end().map_err(|e| Invalid::new(Code::InvalidJson, format!("not valid JSON: {e}")))?;
