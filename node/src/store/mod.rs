@@ -14,6 +14,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Sqlite, SqlitePool};
 
+pub mod blocks;
+
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +29,8 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("bad cursor: {0}")]
     BadCursor(String),
+    #[error("{0}; the database was changed by something other than this node, restore it from a backup")]
+    Damaged(String),
 }
 
 /// A validated field report, ready to store.
@@ -243,6 +247,30 @@ pub struct Counts {
     pub devices: i64,
 }
 
+/// A reading of a block as the API shows it.
+fn stored_reading(device: &str, name: &str, registered: bool, p: blocks::Packed) -> StoredReading {
+    let mut r = StoredReading {
+        device: device.to_owned(),
+        name: name.to_owned(),
+        time_us: p.time_us,
+        unit: p.unit,
+        value: None,
+        value_str: None,
+        value_bool: None,
+        value_data: None,
+        sum: p.sum,
+        registered,
+    };
+    match p.value {
+        blocks::PackedValue::None => {}
+        blocks::PackedValue::Number(x) => r.value = Some(x),
+        blocks::PackedValue::String(s) => r.value_str = Some(s),
+        blocks::PackedValue::Bool(b) => r.value_bool = Some(b),
+        blocks::PackedValue::Data(d) => r.value_data = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)),
+    }
+    r
+}
+
 /// Encodes a cursor as opaque base64url JSON.
 pub fn encode_cursor<T: Serialize>(key: &T) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(key).unwrap_or_default())
@@ -255,6 +283,12 @@ pub fn decode_cursor<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, Stor
         .map_err(|_| StoreError::BadCursor("not base64url".into()))?;
     serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor("not a cursor of this list".into()))
 }
+
+/// Blocks read per query when a list walks a series.
+const BLOCK_PAGE: i64 = 256;
+
+/// Series read per query when a list walks the series.
+const SERIES_PAGE: i64 = 1000;
 
 /// Rows per multi-row INSERT: large enough to amortise the statement, small enough to stay
 /// under both databases' bind limits.
@@ -291,6 +325,14 @@ impl Store {
                 .await
                 .map_err(StoreError::Connect)?;
             sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+            let moved = sqlite::upgrade_legacy(
+                &writer,
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'legacy_readings'",
+            )
+            .await?;
+            if moved > 0 {
+                tracing::info!(readings = moved, "readings of the one-row-per-reading table packed into blocks");
+            }
             let reader = SqlitePoolOptions::new()
                 .max_connections(4)
                 .connect_with(options.read_only(true))
@@ -302,6 +344,15 @@ impl Store {
             let pool =
                 PgPoolOptions::new().max_connections(8).connect_with(options).await.map_err(StoreError::Connect)?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            let moved = postgres::upgrade_legacy(
+                &pool,
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = 'legacy_readings'",
+            )
+            .await?;
+            if moved > 0 {
+                tracing::info!(readings = moved, "readings of the one-row-per-reading table packed into blocks");
+            }
             Ok(Store::Postgres(pool))
         } else {
             Err(StoreError::UnsupportedUrl(url.to_owned()))
@@ -376,7 +427,7 @@ impl Store {
                 if done.raw_deleted + done.minute_deleted + done.hour_deleted > 0 {
                     // Make the deleted rows' space reusable now rather than at autovacuum's
                     // leisure, so that the tables stop growing under a steady load.
-                    sqlx::query("VACUUM readings, readings_minute, readings_hour").execute(pool).await?;
+                    sqlx::query("VACUUM reading_blocks, series, readings_minute, readings_hour").execute(pool).await?;
                 }
                 Ok(done)
             }
@@ -733,39 +784,7 @@ macro_rules! store_impl {
                     new_report_keys.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
                 }
             }
-            for chunk in batch.readings.chunks(CHUNK) {
-                let mut q = QueryBuilder::<$db>::new(
-                    "INSERT INTO readings (device, name, time_us, unit, value_num, value_str, value_bool, value_data, \
-                     sum, registered, received_at_ms) ",
-                );
-                q.push_values(chunk, |mut b, r| {
-                    b.push_bind(&r.device)
-                        .push_bind(&r.name)
-                        .push_bind(r.time_us)
-                        .push_bind(&r.unit)
-                        .push_bind(r.value_num)
-                        .push_bind(&r.value_str)
-                        .push_bind(r.value_bool)
-                        .push_bind(&r.value_data)
-                        .push_bind(r.sum)
-                        .push_bind(r.registered)
-                        .push_bind(r.received_at_ms);
-                });
-                q.push(" ON CONFLICT (device, name, time_us) DO NOTHING");
-                written.readings += q.build().execute(&mut **tx).await?.rows_affected();
-            }
-            // The series of this batch's readings, once each (retention walks them).
-            let series: std::collections::BTreeSet<(&str, &str)> =
-                batch.readings.iter().map(|r| (r.device.as_str(), r.name.as_str())).collect();
-            let series: Vec<(&str, &str)> = series.into_iter().collect();
-            for chunk in series.chunks(CHUNK) {
-                let mut q = QueryBuilder::<$db>::new("INSERT INTO series (device, name) ");
-                q.push_values(chunk, |mut b, (device, name)| {
-                    b.push_bind(*device).push_bind(*name);
-                });
-                q.push(" ON CONFLICT (device, name) DO NOTHING");
-                q.build().execute(&mut **tx).await?;
-            }
+            written.readings = write_readings(tx, &batch.readings).await?;
             for m in &batch.media {
                 let done = sqlx::query(
                     "INSERT INTO media (device, report_id, sha256, content_type, size, bytes, received_at_ms) \
@@ -845,6 +864,142 @@ macro_rules! store_impl {
             Ok(Inserted { written, new_reports, new_media })
         }
 
+        /// Stores readings as blocks, one per series: each reading whose time its series does not
+        /// hold yet, once (the first of a time in the batch wins). Returns how many were new.
+        pub(super) async fn write_readings(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            readings: &[NewReading],
+        ) -> Result<u64, StoreError> {
+            if readings.is_empty() {
+                return Ok(0);
+            }
+            let mut groups = blocks::group(readings);
+            // The latest time each series holds: readings after it are new without a look at
+            // the blocks (the usual case: stations report forward in time).
+            let mut last: std::collections::HashMap<(String, String), Option<i64>> = std::collections::HashMap::new();
+            let keys: Vec<(&str, &str)> = groups.iter().map(|g| g.key()).collect();
+            for chunk in keys.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("SELECT device, name, last_us FROM series WHERE (device, name) IN (VALUES ");
+                let mut list = q.separated(", ");
+                for (device, name) in chunk {
+                    list.push("(").push_bind_unseparated(*device).push_unseparated(", ").push_bind_unseparated(*name).push_unseparated(")");
+                }
+                q.push(")");
+                for row in q.build().fetch_all(&mut **tx).await? {
+                    last.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+                }
+            }
+            for group in &mut groups {
+                let (device, name) = group.key();
+                let Some(stored_last) = last.get(&(device.to_owned(), name.to_owned())) else { continue };
+                let (first, latest) = group.span();
+                if stored_last.is_some_and(|l| first > l) {
+                    continue;
+                }
+                // Some reading may be stored already: drop the times the series' blocks hold.
+                let rows = sqlx::query(
+                    "SELECT first_us, data FROM reading_blocks \
+                     WHERE device = $1 AND name = $2 AND last_us >= $3 AND first_us <= $4",
+                )
+                .bind(device)
+                .bind(name)
+                .bind(first)
+                .bind(latest)
+                .fetch_all(&mut **tx)
+                .await?;
+                let mut held = std::collections::HashSet::new();
+                for row in rows {
+                    let data: Vec<u8> = row.try_get(1)?;
+                    held.extend(blocks::times(row.try_get(0)?, &data).map_err(|e| StoreError::Damaged(e.to_string()))?);
+                }
+                group.readings.retain(|r| !held.contains(&r.time_us));
+            }
+            groups.retain(|g| !g.readings.is_empty());
+            for chunk in groups.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO reading_blocks (device, name, first_us, last_us, n, registered, received_at_ms, data) ",
+                );
+                q.push_values(chunk, |mut b, g| {
+                    let (device, name) = g.key();
+                    let (first, latest) = g.span();
+                    b.push_bind(device)
+                        .push_bind(name)
+                        .push_bind(first)
+                        .push_bind(latest)
+                        .push_bind(g.readings.len() as i32)
+                        .push_bind(g.registered)
+                        .push_bind(g.received_at_ms)
+                        .push_bind(blocks::encode(&g.readings));
+                });
+                q.build().execute(&mut **tx).await?;
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO series (device, name, last_us) ");
+                q.push_values(chunk, |mut b, g| {
+                    let (device, name) = g.key();
+                    b.push_bind(device).push_bind(name).push_bind(g.span().1);
+                });
+                q.push(concat!(
+                    " ON CONFLICT (device, name) DO UPDATE SET last_us = ",
+                    $greatest,
+                    "(COALESCE(series.last_us, excluded.last_us), excluded.last_us)"
+                ));
+                q.build().execute(&mut **tx).await?;
+            }
+            Ok(groups.iter().map(|g| g.readings.len() as u64).sum())
+        }
+
+        /// Packs the rows of the one-row-per-reading table that migration 0005 renamed into
+        /// blocks, and drops it. One transaction: stopped half-way, the next start does it again.
+        pub(super) async fn upgrade_legacy(pool: &$pool, exists: &str) -> Result<u64, StoreError> {
+            let present: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(exists.to_owned())).fetch_one(pool).await?;
+            if present == 0 {
+                return Ok(0);
+            }
+            let mut tx = pool.begin().await?;
+            let mut moved = 0;
+            let mut after: Option<(String, String, i64)> = None;
+            loop {
+                let mut q = QueryBuilder::<$db>::new(
+                    "SELECT device, name, time_us, unit, value_num, value_str, value_bool, value_data, sum, registered, \
+                     received_at_ms FROM legacy_readings",
+                );
+                if let Some((device, name, time_us)) = &after {
+                    q.push(" WHERE (device, name, time_us) > (")
+                        .push_bind(device.clone())
+                        .push(", ")
+                        .push_bind(name.clone())
+                        .push(", ")
+                        .push_bind(*time_us)
+                        .push(")");
+                }
+                q.push(" ORDER BY device, name, time_us LIMIT 10000");
+                let rows = q.build().fetch_all(&mut *tx).await?;
+                if rows.is_empty() {
+                    break;
+                }
+                let mut readings = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    readings.push(NewReading {
+                        device: row.try_get("device")?,
+                        name: row.try_get("name")?,
+                        time_us: row.try_get("time_us")?,
+                        unit: row.try_get("unit")?,
+                        value_num: row.try_get("value_num")?,
+                        value_str: row.try_get("value_str")?,
+                        value_bool: row.try_get("value_bool")?,
+                        value_data: row.try_get("value_data")?,
+                        sum: row.try_get("sum")?,
+                        registered: row.try_get("registered")?,
+                        received_at_ms: row.try_get("received_at_ms")?,
+                    });
+                }
+                moved += write_readings(&mut tx, &readings).await?;
+                after = readings.last().map(|r| (r.device.clone(), r.name.clone(), r.time_us));
+            }
+            sqlx::query("DROP TABLE legacy_readings").execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(moved)
+        }
+
         pub(super) async fn upsert_latest(tx: &mut sqlx::Transaction<'_, $db>, rows: &[LatestRow]) -> Result<(), StoreError> {
             // One row per key per statement (PostgreSQL refuses to update a row twice in one
             // statement): keep the superseding one of each key first.
@@ -922,34 +1077,84 @@ macro_rules! store_impl {
         pub(super) async fn retain(pool: &$pool, policy: &Retention) -> Result<Retained, StoreError> {
             let mut tx = pool.begin().await?;
             let mut done = Retained::default();
-            for (table, width) in [("readings_minute", 60_000_000_i64), ("readings_hour", 3_600_000_000_i64)] {
-                let sql = format!(
-                    "INSERT INTO {table} (device, name, bucket_us, n, sum, min, max, last_time_us) \
-                     SELECT r.device, r.name, (r.time_us / {width}) * {width}, COUNT(*), SUM(r.value_num), \
-                            MIN(r.value_num), MAX(r.value_num), MAX(r.time_us) \
-                     FROM series s JOIN readings r ON r.device = s.device AND r.name = s.name AND r.time_us < $1 \
-                     WHERE r.value_num IS NOT NULL \
-                     GROUP BY r.device, r.name, (r.time_us / {width}) * {width} \
-                     ON CONFLICT (device, name, bucket_us) DO UPDATE SET \
-                        n = {table}.n + excluded.n, sum = {table}.sum + excluded.sum, \
-                        min = {least}({table}.min, excluded.min), max = {greatest}({table}.max, excluded.max), \
-                        last_time_us = {greatest}({table}.last_time_us, excluded.last_time_us)",
-                    least = $least,
-                    greatest = $greatest,
-                );
-                // The table names and widths above are constants of this function.
-                let affected = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(policy.raw_before_us).execute(&mut *tx).await?;
-                if table == "readings_minute" {
-                    done.minute_buckets = affected.rows_affected();
+            // Blocks wholly before the raw horizon, a page at a time: their numeric readings fold
+            // into the aggregates and the blocks go, in this one transaction, so a reading is
+            // counted into its buckets exactly once.
+            loop {
+                let rows = sqlx::query(
+                    "SELECT b.device, b.name, b.first_us, b.data FROM series s \
+                     JOIN reading_blocks b ON b.device = s.device AND b.name = s.name AND b.last_us < $1 \
+                     LIMIT $2",
+                )
+                .bind(policy.raw_before_us)
+                .bind(BLOCK_PAGE * 8)
+                .fetch_all(&mut *tx)
+                .await?;
+                if rows.is_empty() {
+                    break;
+                }
+                let mut minute = blocks::Buckets::new(60_000_000);
+                let mut hour = blocks::Buckets::new(3_600_000_000);
+                let mut gone = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let device: String = row.try_get(0)?;
+                    let name: String = row.try_get(1)?;
+                    let first: i64 = row.try_get(2)?;
+                    let data: Vec<u8> = row.try_get(3)?;
+                    for p in blocks::decode(first, &data).map_err(|e| StoreError::Damaged(e.to_string()))? {
+                        done.raw_deleted += 1;
+                        if let Some(value) = p.value.number() {
+                            minute.add(&device, &name, p.time_us, value);
+                            hour.add(&device, &name, p.time_us, value);
+                        }
+                    }
+                    gone.push((device, name, first));
+                }
+                done.minute_buckets += minute.len() as u64;
+                for (table, buckets) in [("readings_minute", minute), ("readings_hour", hour)] {
+                    let buckets = buckets.into_rows();
+                    for chunk in buckets.chunks(CHUNK) {
+                        // The table name is one of two constants.
+                        let mut q = QueryBuilder::<$db>::new(format!(
+                            "INSERT INTO {table} (device, name, bucket_us, n, sum, min, max, last_time_us) "
+                        ));
+                        q.push_values(chunk, |mut b, ((device, name, bucket), a)| {
+                            b.push_bind(device)
+                                .push_bind(name)
+                                .push_bind(*bucket)
+                                .push_bind(a.n)
+                                .push_bind(a.sum)
+                                .push_bind(a.min)
+                                .push_bind(a.max)
+                                .push_bind(a.last_time_us);
+                        });
+                        q.push(format!(
+                            " ON CONFLICT (device, name, bucket_us) DO UPDATE SET \
+                               n = {table}.n + excluded.n, sum = {table}.sum + excluded.sum, \
+                               min = {least}({table}.min, excluded.min), max = {greatest}({table}.max, excluded.max), \
+                               last_time_us = {greatest}({table}.last_time_us, excluded.last_time_us)",
+                            least = $least,
+                            greatest = $greatest,
+                        ));
+                        q.build().execute(&mut *tx).await?;
+                    }
+                }
+                for chunk in gone.chunks(CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new("DELETE FROM reading_blocks WHERE (device, name, first_us) IN (VALUES ");
+                    let mut list = q.separated(", ");
+                    for (device, name, first) in chunk {
+                        list.push("(")
+                            .push_bind_unseparated(device)
+                            .push_unseparated(", ")
+                            .push_bind_unseparated(name)
+                            .push_unseparated(", ")
+                            .push_bind_unseparated(*first)
+                            .push_unseparated(")");
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await?;
                 }
             }
-            done.raw_deleted = sqlx::query(
-                "DELETE FROM readings WHERE time_us < $1 AND (device, name) IN (SELECT device, name FROM series)",
-            )
-            .bind(policy.raw_before_us)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
             done.minute_deleted = sqlx::query("DELETE FROM readings_minute WHERE bucket_us < $1")
                 .bind(policy.minute_before_us)
                 .execute(&mut *tx)
@@ -1059,16 +1264,23 @@ macro_rules! store_impl {
 
         pub(super) async fn recent_readings(pool: &$pool, since_us: i64) -> Result<Vec<(String, String, i64, f64)>, StoreError> {
             let rows = sqlx::query(
-                "SELECT r.device, r.name, r.time_us, r.value_num FROM series s \
-                 JOIN readings r ON r.device = s.device AND r.name = s.name AND r.time_us >= $1 \
-                 WHERE s.name IN ('rain', 'water_level') AND r.value_num IS NOT NULL",
+                "SELECT b.device, b.name, b.first_us, b.data FROM series s \
+                 JOIN reading_blocks b ON b.device = s.device AND b.name = s.name AND b.last_us >= $1 \
+                 WHERE s.name IN ('rain', 'water_level')",
             )
             .bind(since_us)
             .fetch_all(pool)
             .await?;
-            let mut out = Vec::with_capacity(rows.len() + 1024);
+            let mut out = Vec::with_capacity(rows.len() * 4 + 1024);
             for row in rows {
-                out.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?));
+                let device: String = row.try_get(0)?;
+                let name: String = row.try_get(1)?;
+                let data: Vec<u8> = row.try_get(3)?;
+                for p in blocks::decode(row.try_get(2)?, &data).map_err(|e| StoreError::Damaged(e.to_string()))? {
+                    if let Some(value) = p.value.number().filter(|_| p.time_us >= since_us) {
+                        out.push((device.clone(), name.clone(), p.time_us, value));
+                    }
+                }
             }
             // Every device's last word, so that a station silent since before the window is
             // still known (and can go offline).
@@ -1266,47 +1478,88 @@ macro_rules! store_impl {
         }
 
         pub(super) async fn readings(pool: &$pool, query: &ReadingQuery) -> Result<Page<StoredReading>, StoreError> {
-            let mut q = QueryBuilder::<$db>::new(
-                "SELECT device, name, time_us, unit, value_num, value_str, value_bool, value_data, sum, registered \
-                 FROM readings WHERE 1 = 1",
-            );
-            if let Some(device) = &query.device {
-                q.push(" AND device = ").push_bind(device);
+            // Walk the series in key order; in each, merge its blocks by time. Blocks come
+            // ordered by first time, so once a block starting at F is read, every reading before
+            // F is final (later blocks start after F).
+            let want = query.limit.max(0) as usize + 1;
+            let mut items: Vec<StoredReading> = Vec::with_capacity(want.min(10_000));
+            let mut series_after: Option<(String, String)> = None;
+            'series: loop {
+                let mut q = QueryBuilder::<$db>::new("SELECT device, name FROM series WHERE 1 = 1");
+                if let Some(device) = &query.device {
+                    q.push(" AND device = ").push_bind(device);
+                }
+                if let Some(name) = &query.name {
+                    q.push(" AND name = ").push_bind(name);
+                }
+                match (&series_after, &query.after) {
+                    (Some((device, name)), _) => {
+                        q.push(" AND (device, name) > (").push_bind(device).push(", ").push_bind(name).push(")");
+                    }
+                    (None, Some((device, name, _))) => {
+                        q.push(" AND (device, name) >= (").push_bind(device).push(", ").push_bind(name).push(")");
+                    }
+                    (None, None) => {}
+                }
+                q.push(" ORDER BY device, name LIMIT ").push_bind(SERIES_PAGE);
+                let series = q.build().fetch_all(pool).await?;
+                if series.is_empty() {
+                    break;
+                }
+                for row in &series {
+                    let device: String = row.try_get(0)?;
+                    let name: String = row.try_get(1)?;
+                    series_after = Some((device.clone(), name.clone()));
+                    let mut lower = query.since_us.unwrap_or(i64::MIN);
+                    if let Some((d, n, t)) = &query.after {
+                        if (d, n) == (&device, &name) {
+                            lower = lower.max(t.saturating_add(1));
+                        }
+                    }
+                    let mut pending: std::collections::BTreeMap<i64, StoredReading> = std::collections::BTreeMap::new();
+                    let mut block_after = i64::MIN;
+                    loop {
+                        let blocks = sqlx::query(
+                            "SELECT first_us, registered, data FROM reading_blocks \
+                             WHERE device = $1 AND name = $2 AND last_us >= $3 AND first_us > $4 \
+                             ORDER BY first_us LIMIT $5",
+                        )
+                        .bind(&device)
+                        .bind(&name)
+                        .bind(lower)
+                        .bind(block_after)
+                        .bind(BLOCK_PAGE)
+                        .fetch_all(pool)
+                        .await?;
+                        let more = blocks.len() as i64 == BLOCK_PAGE;
+                        for block in &blocks {
+                            let first: i64 = block.try_get(0)?;
+                            let registered: bool = block.try_get(1)?;
+                            let data: Vec<u8> = block.try_get(2)?;
+                            block_after = first;
+                            let packed = blocks::decode(first, &data).map_err(|e| StoreError::Damaged(e.to_string()))?;
+                            for p in packed.into_iter().filter(|p| p.time_us >= lower) {
+                                pending.insert(p.time_us, stored_reading(&device, &name, registered, p));
+                            }
+                        }
+                        // Readings before the last block's start are final.
+                        let rest = if more { pending.split_off(&block_after) } else { Default::default() };
+                        items.extend(std::mem::replace(&mut pending, rest).into_values());
+                        if items.len() >= want {
+                            break 'series;
+                        }
+                        if !more {
+                            break;
+                        }
+                    }
+                }
+                if (series.len() as i64) < SERIES_PAGE {
+                    break;
+                }
             }
-            if let Some(name) = &query.name {
-                q.push(" AND name = ").push_bind(name);
-            }
-            if let Some(since) = query.since_us {
-                q.push(" AND time_us >= ").push_bind(since);
-            }
-            if let Some((device, name, time_us)) = &query.after {
-                q.push(" AND (device, name, time_us) > (")
-                    .push_bind(device)
-                    .push(", ")
-                    .push_bind(name)
-                    .push(", ")
-                    .push_bind(*time_us)
-                    .push(")");
-            }
-            q.push(" ORDER BY device, name, time_us LIMIT ").push_bind(query.limit + 1);
-            let rows = q.build().fetch_all(pool).await?;
-            let mut items = Vec::with_capacity(rows.len());
-            for row in rows.iter().take(query.limit as usize) {
-                let data: Option<Vec<u8>> = row.try_get("value_data")?;
-                items.push(StoredReading {
-                    device: row.try_get("device")?,
-                    name: row.try_get("name")?,
-                    time_us: row.try_get("time_us")?,
-                    unit: row.try_get("unit")?,
-                    value: row.try_get("value_num")?,
-                    value_str: row.try_get("value_str")?,
-                    value_bool: row.try_get("value_bool")?,
-                    value_data: data.map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)),
-                    sum: row.try_get("sum")?,
-                    registered: row.try_get("registered")?,
-                });
-            }
-            let next = if rows.len() > query.limit as usize {
+            items.truncate(want);
+            let next = if items.len() == want {
+                items.pop();
                 items.last().map(|r| encode_cursor(&(&r.device, &r.name, r.time_us)))
             } else {
                 None
@@ -1353,7 +1606,7 @@ macro_rules! store_impl {
 
         pub(super) async fn counts(pool: &$pool) -> Result<Counts, StoreError> {
             let row = sqlx::query(
-                "SELECT (SELECT COUNT(*) FROM reports) AS reports, (SELECT COUNT(*) FROM readings) AS readings, \
+                "SELECT (SELECT COUNT(*) FROM reports) AS reports, (SELECT COALESCE(SUM(n), 0) FROM reading_blocks) AS readings, \
                  (SELECT COUNT(*) FROM media) AS media, (SELECT COUNT(*) FROM devices) AS devices",
             )
             .fetch_one(pool)

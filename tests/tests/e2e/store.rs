@@ -191,3 +191,147 @@ async fn a_bad_database_url_is_a_clear_error() {
     let err = Store::connect("mysql://x").await.expect_err("refused");
     assert!(err.to_string().contains("neither sqlite:// nor postgres://"), "{err}");
 }
+
+/// Every reading of the store, through the API, a page of `limit` at a time.
+async fn all_readings(store: &Store, limit: i64, since_us: Option<i64>) -> Vec<(String, String, i64, Option<f64>)> {
+    let mut after = None;
+    let mut all = Vec::new();
+    loop {
+        let page = store
+            .readings(&ReadingQuery { after: after.clone(), since_us, limit, ..Default::default() })
+            .await
+            .expect("page");
+        assert!(page.items.len() <= limit as usize);
+        all.extend(page.items.iter().map(|r| (r.device.clone(), r.name.clone(), r.time_us, r.value)));
+        match page.next {
+            Some(cursor) => after = Some(yingji_node::store::decode_cursor(&cursor).expect("cursor")),
+            None => break,
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn late_and_repeated_readings_across_batches_are_stored_once() {
+    for kind in db_kinds() {
+        let db = TestDb::new(kind).await;
+        let store = Store::connect(&db.url).await.expect("connect");
+        let write = |readings: Vec<NewReading>| {
+            let store = store.clone();
+            async move {
+                let batch = Batch { readings, seen: vec![seen("g1", 1)], ..Default::default() };
+                store.write(&batch).await.expect("write").readings
+            }
+        };
+        // Even times first, then every time (the evens again with other values), then a late
+        // run that reaches back before the first, then the same batches in another order.
+        let evens: Vec<NewReading> = (0..100).step_by(2).map(|t| reading("g1", "rain", t, 1.0)).collect();
+        let every: Vec<NewReading> = (0..100).rev().map(|t| reading("g1", "rain", t, 2.0)).collect();
+        let late: Vec<NewReading> = (-10..5).map(|t| reading("g1", "rain", t, 3.0)).collect();
+        assert_eq!(write(evens.clone()).await, 50, "{kind:?}");
+        assert_eq!(write(every.clone()).await, 50, "{kind:?}: only the odd times are new");
+        assert_eq!(write(late.clone()).await, 10, "{kind:?}: only the times before 0 are new");
+        for batch in [late, every, evens] {
+            assert_eq!(write(batch).await, 0, "{kind:?}: a resend adds nothing");
+        }
+        // Another series of the same device, and the same time in another series, are their own.
+        assert_eq!(write(vec![reading("g1", "water_level", 0, 4.0)]).await, 1, "{kind:?}");
+        assert_eq!(store.counts().await.expect("counts").readings, 111, "{kind:?}");
+
+        let want: Vec<(String, String, i64, Option<f64>)> = (-10..100)
+            .map(|t| {
+                let value = if t < 0 {
+                    3.0
+                } else if t % 2 == 0 {
+                    1.0
+                } else {
+                    2.0
+                };
+                ("g1".to_owned(), "rain".to_owned(), t, Some(value))
+            })
+            .chain([("g1".to_owned(), "water_level".to_owned(), 0, Some(4.0))])
+            .collect();
+        for limit in [1, 7, 50, 1000] {
+            let all = all_readings(&store, limit, None).await;
+            assert_eq!(all, want, "{kind:?}: limit {limit}: each reading once, in key order, first value kept");
+        }
+        let since: Vec<_> = want.iter().filter(|r| r.2 >= 50).cloned().collect();
+        assert_eq!(all_readings(&store, 9, Some(50)).await, since, "{kind:?}: since");
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn readings_of_the_one_row_table_are_packed_at_the_next_start() {
+    for kind in db_kinds() {
+        let db = TestDb::new(kind).await;
+        let store = Store::connect(&db.url).await.expect("connect");
+        store
+            .write(&Batch { readings: vec![reading("g1", "rain", 50, 9.0)], ..Default::default() })
+            .await
+            .expect("write");
+        store.close().await;
+        // The table of a node before reading blocks, with rows in it (one a reading the blocks
+        // hold too, as after a crash half-way through an earlier upgrade).
+        let (bool_type, blob_type) = match kind {
+            yingji_tests::DbKind::Sqlite => ("INTEGER", "BLOB"),
+            yingji_tests::DbKind::Postgres => ("BOOLEAN", "BYTEA"),
+        };
+        let create = format!(
+            "CREATE TABLE legacy_readings (device TEXT NOT NULL, name TEXT NOT NULL, time_us BIGINT NOT NULL, unit TEXT, \
+             value_num DOUBLE PRECISION, value_str TEXT, value_bool {bool_type}, value_data {blob_type}, \
+             sum DOUBLE PRECISION, registered {bool_type} NOT NULL, received_at_ms BIGINT NOT NULL, \
+             PRIMARY KEY (device, name, time_us))"
+        );
+        let rows = "INSERT INTO legacy_readings VALUES \
+             ('g1', 'rain', 10, 'mm', 1.5, NULL, NULL, NULL, NULL, TRUE, 7), \
+             ('g1', 'rain', 50, 'mm', 1.0, NULL, NULL, NULL, NULL, TRUE, 7), \
+             ('g1', 'rain', 60, NULL, NULL, 'ok', NULL, NULL, 2.5, TRUE, 7), \
+             ('g2', 'door', 5, NULL, NULL, NULL, FALSE, NULL, NULL, FALSE, 7)";
+        match kind {
+            yingji_tests::DbKind::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
+                sqlx::query(sqlx::AssertSqlSafe(create)).execute(&pool).await.expect("create");
+                sqlx::query(rows).execute(&pool).await.expect("rows");
+                pool.close().await;
+            }
+            yingji_tests::DbKind::Postgres => {
+                let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+                sqlx::query(sqlx::AssertSqlSafe(create)).execute(&pool).await.expect("create");
+                sqlx::query(rows).execute(&pool).await.expect("rows");
+                pool.close().await;
+            }
+        }
+        let store = Store::connect(&db.url).await.expect("connect and upgrade");
+        assert_eq!(store.counts().await.expect("counts").readings, 4, "{kind:?}");
+        let page = store.readings(&ReadingQuery { limit: 100, ..Default::default() }).await.expect("readings");
+        let got: Vec<_> = page
+            .items
+            .iter()
+            .map(|r| {
+                (r.device.as_str(), r.time_us, r.unit.as_deref(), r.value, r.value_str.as_deref(), r.value_bool, r.sum)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("g1", 10, Some("mm"), Some(1.5), None, None, None),
+                ("g1", 50, Some("mm"), Some(9.0), None, None, None),
+                ("g1", 60, None, None, Some("ok"), None, Some(2.5)),
+                ("g2", 5, None, None, None, Some(false), None),
+            ],
+            "{kind:?}"
+        );
+        assert!(!page.items[3].registered && page.items[0].registered, "{kind:?}");
+        // The old table is gone, and a later reading of a moved series is new, an earlier one not.
+        let again = Batch {
+            readings: vec![reading("g1", "rain", 10, 0.0), reading("g1", "rain", 61, 0.0)],
+            ..Default::default()
+        };
+        assert_eq!(store.write(&again).await.expect("write").readings, 1, "{kind:?}");
+        store.close().await;
+        let store = Store::connect(&db.url).await.expect("a second start has nothing to move");
+        assert_eq!(store.counts().await.expect("counts").readings, 5, "{kind:?}");
+        store.close().await;
+    }
+}
