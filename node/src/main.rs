@@ -5,6 +5,12 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use yingji_node::config::{Args, Config};
 
+/// mimalloc rather than the system allocator: ingest allocates and frees millions of small
+/// strings a second, and glibc's malloc spent a fifth of the node's time on them and on zeroing
+/// pages it had given back (BENCHMARKS.md, node ingest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();

@@ -351,6 +351,9 @@ pub struct StationState {
     /// serialized, not compared; a state whose cache does not match its samples sums by walking.
     #[serde(skip)]
     rain_prefix: PrefixSums,
+    /// Where each rain rule's window started at the last evaluation (a cache, as `rain_prefix`).
+    #[serde(skip)]
+    rain_hints: Hints,
     /// Where the rain windows end: the latest rain reading's or tick's time.
     rain_clock_us: Option<i64>,
     /// Levels `(time_us, m)` within [`LEVEL_HISTORY_H`] of the latest, sorted, one per time.
@@ -374,6 +377,7 @@ impl Default for StationState {
         StationState {
             rain: Vec::new(),
             rain_prefix: PrefixSums::default(),
+            rain_hints: Hints::default(),
             rain_clock_us: None,
             levels: Vec::new(),
             rain_warning: None,
@@ -406,6 +410,11 @@ fn normalise(mut samples: Vec<(i64, f64)>, valid: fn(f64) -> bool) -> Vec<(i64, 
 /// Inserts a sample at its time unless one is there already (a resend changes nothing).
 /// Returns where it went.
 fn insert_first_wins(samples: &mut Vec<(i64, f64)>, time_us: i64, value: f64) -> Option<usize> {
+    // Readings mostly come forward in time: after the last one, no search.
+    if samples.last().is_none_or(|last| last.0 < time_us) {
+        samples.push((time_us, value));
+        return Some(samples.len() - 1);
+    }
     match samples.binary_search_by_key(&time_us, |s| s.0) {
         Ok(_) => None,
         Err(at) => {
@@ -432,6 +441,17 @@ impl PartialEq for PrefixSums {
     }
 }
 
+/// Indices where rain windows started, by rule, and a buffer for the windows' sums. Equal to
+/// any other, as [`PrefixSums`].
+#[derive(Debug, Clone, Default)]
+struct Hints(Vec<Option<usize>>, Vec<f64>);
+
+impl PartialEq for Hints {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 fn micro_mm(mm: f64) -> i64 {
     (mm * 1e6).round() as i64
 }
@@ -445,6 +465,16 @@ impl PrefixSums {
             running = running.saturating_add(micro_mm(s.1));
             self.sums.push(running);
         }
+    }
+
+    /// Takes a sample of `micro` inserted at `at`: the sums after it grow by it. The cache must
+    /// have matched the samples before the insertion.
+    fn insert(&mut self, at: usize, micro: i64) {
+        let before = if at == 0 { self.base } else { self.sums[at - 1] };
+        for s in &mut self.sums[at..] {
+            *s = s.saturating_add(micro);
+        }
+        self.sums.insert(at, before.saturating_add(micro));
     }
 
     /// Forgets the first `n` samples' sums.
@@ -531,10 +561,34 @@ impl StationState {
     /// Rain (mm) in the `window_h` hours ending at the rain clock (the window `(end − w, end]`);
     /// windows over 24 h see only the 24 h kept.
     pub fn rain_sum_mm(&self, window_h: u32) -> f64 {
-        let Some(end) = self.rain_clock_us else { return 0.0 };
+        self.rain_window(window_h, None).0
+    }
+
+    /// The sum of a rain window and the index of its first sample. `hint`, where the window
+    /// started the last time, makes finding the start O(1) while readings come forward in time.
+    fn rain_window(&self, window_h: u32, hint: Option<usize>) -> (f64, usize) {
+        let Some(end) = self.rain_clock_us else { return (0.0, 0) };
         let start = end.saturating_sub(i64::from(window_h).saturating_mul(HOUR_US));
-        let from = self.rain.partition_point(|s| s.0 <= start);
-        let to = self.rain.partition_point(|s| s.0 <= end);
+        let after_start = |i: usize| self.rain.get(i).is_none_or(|s| s.0 > start);
+        let from = match hint {
+            // The start moved forward by a few samples at most (or not at all).
+            Some(h) if h <= self.rain.len() && (h == 0 || self.rain[h - 1].0 <= start) => {
+                (h..h.saturating_add(8).min(self.rain.len()))
+                    .find(|&i| after_start(i))
+                    .unwrap_or_else(|| h + self.rain[h..].partition_point(|s| s.0 <= start))
+            }
+            _ => self.rain.partition_point(|s| s.0 <= start),
+        };
+        // The clock moves to the latest reading, so every sample is at or before it; the search
+        // stays in case that ever changes.
+        let to = match self.rain.last() {
+            Some(last) if last.0 <= end => self.rain.len(),
+            _ => self.rain.partition_point(|s| s.0 <= end),
+        };
+        (self.rain_sum_between(from, to), from)
+    }
+
+    fn rain_sum_between(&self, from: usize, to: usize) -> f64 {
         if let Some(sum) = self.rain_prefix.sum(self.rain.len(), from, to) {
             return sum;
         }
@@ -578,7 +632,10 @@ impl StationState {
         let end = self.rain_clock_us.map_or(time_us, |c| c.max(time_us));
         self.rain_clock_us = Some(end);
         let cutoff = end.saturating_sub(RAIN_HISTORY_US);
-        let stale = self.rain.partition_point(|s| s.0 <= cutoff);
+        let stale = match self.rain.first() {
+            Some(first) if first.0 <= cutoff => self.rain.partition_point(|s| s.0 <= cutoff),
+            _ => 0,
+        };
         if stale > 0 {
             self.rain.drain(..stale);
             self.rain_prefix.forget(stale);
@@ -591,9 +648,12 @@ impl StationState {
         if time_us > cutoff
             && let Some(at) = insert_first_wins(&mut self.rain, time_us, mm)
         {
-            // Rebuilt whole if the cache had fallen out of step (e.g. after deserializing).
-            let from = if self.rain_prefix.sums.len() + 1 == self.rain.len() { at } else { 0 };
-            self.rain_prefix.update(&self.rain, from);
+            if self.rain_prefix.sums.len() + 1 == self.rain.len() {
+                self.rain_prefix.insert(at, micro_mm(mm));
+            } else {
+                // Rebuilt whole: the cache had fallen out of step (e.g. after deserializing).
+                self.rain_prefix.update(&self.rain, 0);
+            }
         }
     }
 
@@ -608,7 +668,15 @@ impl StationState {
     }
 
     fn evaluate_rain(&mut self, t: &Thresholds, out: &mut Vec<Transition>) {
-        let sums: Vec<f64> = t.rain.iter().map(|rule| self.rain_sum_mm(rule.window_h)).collect();
+        // The windows' sums, in a buffer kept with the hints (no allocation per reading).
+        let Hints(mut hints, mut sums) = std::mem::take(&mut self.rain_hints);
+        hints.resize(t.rain.len(), None);
+        sums.clear();
+        for (rule, hint) in t.rain.iter().zip(hints.iter_mut()) {
+            let (sum, from) = self.rain_window(rule.window_h, *hint);
+            *hint = Some(from);
+            sums.push(sum);
+        }
         // The highest colour up to `cap` with a rule at `fraction` of its threshold; within a
         // colour the rule nearest to (or furthest past) its threshold, the first on a tie.
         let strongest = |fraction: f64, cap: Colour| {
@@ -630,9 +698,14 @@ impl StationState {
         let kept = self.rain_warning.and_then(|active| strongest(t.rain_clear_fraction, active.colour));
         let next = higher(raised, kept);
         let value = match next.or(self.rain_warning).map(|a| a.metric) {
-            Some(Metric::Rain { window_h }) => self.rain_sum_mm(window_h),
+            // The window's sum was just taken for its rule.
+            Some(Metric::Rain { window_h }) => match t.rain.iter().position(|rule| rule.window_h == window_h) {
+                Some(i) => sums[i],
+                None => self.rain_sum_mm(window_h),
+            },
             _ => 0.0,
         };
+        self.rain_hints = Hints(hints, sums);
         change(&mut self.rain_warning, &mut self.rain_episode, next, value, None, out);
     }
 
@@ -1444,6 +1517,24 @@ mod tests {
                 observe(&mut observed, name, time_us, value, &GAUGE, &t);
             }
             prop_assert_eq!(rebuilt, observed);
+        }
+
+        /// A window found from any hint is the window found by searching.
+        #[test]
+        fn a_hint_never_changes_a_window(
+            steps in prop::collection::vec(any_step(), 0..80),
+            hints in prop::collection::vec(0usize..100, 4),
+        ) {
+            let t = Thresholds::default();
+            let mut state = StationState::new();
+            for step in steps {
+                apply(&mut state, step, &t);
+                for (&window, &hint) in WINDOWS_H.iter().zip(&hints) {
+                    let searched = state.rain_window(window, None);
+                    let hinted = state.rain_window(window, Some(hint));
+                    prop_assert_eq!((searched.0.to_bits(), searched.1), (hinted.0.to_bits(), hinted.1));
+                }
+            }
         }
 
         /// Arrival order and resends change no window sum.

@@ -185,10 +185,14 @@ pub enum Link {
 /// Creates a client and its event loop. `cap` bounds the request channel (publishes, acks).
 pub fn client(spec: &ClientSpec, cap: usize) -> anyhow::Result<(AsyncClient, EventLoop)> {
     let (client, mut eventloop) = AsyncClient::new(options(spec)?, cap);
-    // Acknowledgements, events and receipts are small packets that should leave at once;
-    // Nagle's algorithm holds them back for the peer's delayed ACK (tens of milliseconds).
+    // Events and receipts are small packets that should leave at once; Nagle's algorithm holds
+    // them back for the peer's delayed ACK (tens of milliseconds). The ingest connection is the
+    // exception: it sends a PUBACK per message, each written and flushed on its own by rumqttc,
+    // and under load Nagle packs them into a few segments (the broker then spent less on them
+    // than on the publishes; BENCHMARKS.md, node ingest). Its acks are not waited on by anyone
+    // but the broker's in-flight window, and incoming publishes carry TCP's ACKs back at once.
     let mut network = eventloop.network_options();
-    network.set_tcp_nodelay(true);
+    network.set_tcp_nodelay(!spec.durable);
     eventloop.set_network_options(network);
     Ok((client, eventloop))
 }

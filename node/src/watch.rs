@@ -101,24 +101,20 @@ impl Watch {
     pub fn observe(&self, readings: &[NewReading], now_ms: i64) -> Vec<OutboxEvent> {
         let mut events = Vec::new();
         let Ok(mut stations) = self.stations.lock() else { return events };
-        let mut last: Option<(&str, StationInfo)> = None;
-        for r in readings {
-            // Readings of one device come together in a batch: look its registry entry up once.
-            let info = match &last {
-                Some((device, info)) if *device == r.device => *info,
-                _ => {
-                    let info = self.info(&r.device);
-                    last = Some((&r.device, info));
-                    info
-                }
-            };
-            let state = match stations.get_mut(&r.device) {
+        // Readings of one device come together in a batch (a pack's records): look its registry
+        // entry and its state up once per run.
+        for run in readings.chunk_by(|a, b| a.device == b.device) {
+            let device = &run[0].device;
+            let info = self.info(device);
+            let state = match stations.get_mut(device) {
                 Some(state) => state,
-                None => stations.entry(r.device.clone()).or_default(),
+                None => stations.entry(device.clone()).or_default(),
             };
-            let value = r.value_num.unwrap_or(f64::NAN);
-            for t in monitor::observe(state, &r.name, r.time_us, value, &info, &self.thresholds) {
-                events.push(self.transition_event(&r.device, &t, r.time_us / 1000, now_ms));
+            for r in run {
+                let value = r.value_num.unwrap_or(f64::NAN);
+                for t in monitor::observe(state, &r.name, r.time_us, value, &info, &self.thresholds) {
+                    events.push(self.transition_event(device, &t, r.time_us / 1000, now_ms));
+                }
             }
         }
         events
