@@ -437,9 +437,11 @@ impl Ingest {
                     if !registered {
                         self.metrics.unregistered_readings.inc_by(readings.len() as u64);
                     }
+                    // One allocation of the device for the whole pack.
+                    let shared: Arc<str> = Arc::from(device.as_str());
                     batch
                         .readings
-                        .extend(readings.into_iter().map(|r| reading_row(&device, r, registered, received_at_ms)));
+                        .extend(readings.into_iter().map(|r| reading_row(&shared, r, registered, received_at_ms)));
                     Ok(())
                 }
                 Err(e) => Err((None, e)),
@@ -562,7 +564,7 @@ impl Ingest {
     }
 }
 
-fn reading_row(device: &str, r: senml::Reading, registered: bool, received_at_ms: i64) -> NewReading {
+fn reading_row(device: &Arc<str>, r: senml::Reading, registered: bool, received_at_ms: i64) -> NewReading {
     let (value_num, value_str, value_bool, value_data) = match r.value {
         Some(Value::Number(x)) => (Some(x), None, None, None),
         Some(Value::String(s)) => (None, Some(s), None, None),
@@ -571,10 +573,10 @@ fn reading_row(device: &str, r: senml::Reading, registered: bool, received_at_ms
         None => (None, None, None, None),
     };
     NewReading {
-        device: device.to_owned(),
-        name: r.name,
+        device: device.clone(),
+        name: NewReading::name_of(r.name),
         time_us: r.time_us,
-        unit: r.unit,
+        unit: r.unit.map(NewReading::unit_of),
         value_num,
         value_str,
         value_bool,

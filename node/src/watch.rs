@@ -104,11 +104,11 @@ impl Watch {
         // Readings of one device come together in a batch (a pack's records): look its registry
         // entry and its state up once per run.
         for run in readings.chunk_by(|a, b| a.device == b.device) {
-            let device = &run[0].device;
+            let device: &str = &run[0].device;
             let info = self.info(device);
             let state = match stations.get_mut(device) {
                 Some(state) => state,
-                None => stations.entry(device.clone()).or_default(),
+                None => stations.entry(device.to_owned()).or_default(),
             };
             for r in run {
                 let value = r.value_num.unwrap_or(f64::NAN);

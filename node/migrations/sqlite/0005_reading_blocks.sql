@@ -14,13 +14,9 @@ CREATE TABLE reading_blocks (
     data           BLOB    NOT NULL,
     UNIQUE (device, name, first_us)
 );
--- Finds the blocks a late reading could be in, the blocks since a time (restart), and the
--- blocks past the raw horizon (retention).
+-- Finds the latest time a series holds (one seek for MAX), the blocks a late reading could be
+-- in, the blocks since a time (restart), and the blocks past the raw horizon (retention).
 CREATE INDEX reading_blocks_last ON reading_blocks (device, name, last_us);
-
--- The latest reading time stored in each series: a batch whose readings are all later needs no
--- look at the blocks to know they are new.
-ALTER TABLE series ADD COLUMN last_us INTEGER;
 
 -- The rows of the one-row-per-reading table are packed into blocks by the node at its first
 -- start after this migration (Store::connect), which then drops this table.

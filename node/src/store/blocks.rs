@@ -75,7 +75,7 @@ impl<'a> Group<'a> {
     /// (device, name).
     pub fn key(&self) -> (&'a str, &'a str) {
         let r = self.readings[0];
-        (r.device.as_str(), r.name.as_str())
+        (&*r.device, &*r.name)
     }
 
     /// The first and the last time.
@@ -91,7 +91,7 @@ pub fn group(readings: &[NewReading]) -> Vec<Group<'_>> {
     let mut groups: Vec<Group<'_>> = Vec::new();
     let mut last: Option<((&str, &str), usize)> = None;
     for r in readings {
-        let key = (r.device.as_str(), r.name.as_str());
+        let key = (&*r.device, &*r.name);
         // A message's readings come together: most of the time the series is the last one's.
         let at = match last {
             Some((k, at)) if k == key => at,
@@ -350,7 +350,7 @@ mod tests {
         } else {
             PackedValue::None
         };
-        Packed { time_us: r.time_us, unit: r.unit.clone(), value, sum: r.sum }
+        Packed { time_us: r.time_us, unit: r.unit.as_deref().map(str::to_owned), value, sum: r.sum }
     }
 
     #[test]
@@ -424,7 +424,7 @@ mod tests {
     fn a_batch_groups_by_series_in_time_order_first_of_a_time_wins() {
         let r = |device: &str, name: &str, t: i64, v: f64| NewReading {
             device: device.into(),
-            name: name.into(),
+            name: name.to_owned().into(),
             value_num: Some(v),
             received_at_ms: t,
             ..reading(t)

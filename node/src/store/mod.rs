@@ -5,6 +5,7 @@
 //! The SQL is written once (the `store_impl!` macro) and expanded for each database; where the
 //! dialects differ (the `greatest` function) the backend passes its own spelling.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -57,12 +58,17 @@ pub struct NewReport {
 }
 
 /// A resolved SenML reading, ready to store.
+///
+/// A batch holds hundreds of thousands of these, made on one thread and dropped on another:
+/// the device is shared by the readings of a message, and the names and units of contract v1
+/// are static strings, so that a reading costs no allocation of its own (see
+/// [`NewReading::name_of`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewReading {
-    pub device: String,
-    pub name: String,
+    pub device: std::sync::Arc<str>,
+    pub name: Cow<'static, str>,
     pub time_us: i64,
-    pub unit: Option<String>,
+    pub unit: Option<Cow<'static, str>>,
     pub value_num: Option<f64>,
     pub value_str: Option<String>,
     pub value_bool: Option<bool>,
@@ -70,6 +76,24 @@ pub struct NewReading {
     pub sum: Option<f64>,
     pub registered: bool,
     pub received_at_ms: i64,
+}
+
+impl NewReading {
+    /// A measurement name, static when contract v1 names it (`rain`, `water_level`, …).
+    pub fn name_of(name: String) -> Cow<'static, str> {
+        match yingji_proto::senml::RECOGNISED.iter().find(|(n, _)| *n == name) {
+            Some((n, _)) => Cow::Borrowed(n),
+            None => Cow::Owned(name),
+        }
+    }
+
+    /// A unit, static when it is the unit of a name contract v1 names (`mm`, `m`, …).
+    pub fn unit_of(unit: String) -> Cow<'static, str> {
+        match yingji_proto::senml::RECOGNISED.iter().find(|(_, u)| *u == unit) {
+            Some((_, u)) => Cow::Borrowed(u),
+            None => Cow::Owned(unit),
+        }
+    }
 }
 
 /// An image attached to a report.
@@ -876,24 +900,36 @@ macro_rules! store_impl {
             let mut groups = blocks::group(readings);
             // The latest time each series holds: readings after it are new without a look at
             // the blocks (the usual case: stations report forward in time).
-            let mut last: std::collections::HashMap<(String, String), Option<i64>> = std::collections::HashMap::new();
-            let keys: Vec<(&str, &str)> = groups.iter().map(|g| g.key()).collect();
-            for chunk in keys.chunks(CHUNK) {
-                let mut q = QueryBuilder::<$db>::new("SELECT device, name, last_us FROM series WHERE (device, name) IN (VALUES ");
-                let mut list = q.separated(", ");
-                for (device, name) in chunk {
-                    list.push("(").push_bind_unseparated(*device).push_unseparated(", ").push_bind_unseparated(*name).push_unseparated(")");
+            // The latest time each series holds, one index seek per series (`MAX` over the
+            // `reading_blocks_last` index) and no write: readings after it are new without a
+            // look at the blocks (the usual case: stations report forward in time).
+            let mut last: Vec<Option<i64>> = vec![None; groups.len()];
+            for (c, chunk) in groups.chunks(CHUNK / 2).enumerate() {
+                let mut q = QueryBuilder::<$db>::new("");
+                for (i, g) in chunk.iter().enumerate() {
+                    let (device, name) = g.key();
+                    if i > 0 {
+                        q.push(" UNION ALL ");
+                    }
+                    // `i` is a number made here, not input.
+                    q.push(format!("SELECT CAST({i} AS BIGINT) AS i, (SELECT MAX(last_us) FROM reading_blocks WHERE device = "))
+                        .push_bind(device)
+                        .push(" AND name = ")
+                        .push_bind(name)
+                        .push(") AS last_us");
                 }
-                q.push(")");
                 for row in q.build().fetch_all(&mut **tx).await? {
-                    last.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+                    let i: i64 = row.try_get(0)?;
+                    if let Some(slot) = usize::try_from(i).ok().and_then(|i| last.get_mut(c * (CHUNK / 2) + i)) {
+                        *slot = row.try_get(1)?;
+                    }
                 }
             }
-            for group in &mut groups {
+            for (group, stored_last) in groups.iter_mut().zip(last) {
+                let Some(stored_last) = stored_last else { continue };
                 let (device, name) = group.key();
-                let Some(stored_last) = last.get(&(device.to_owned(), name.to_owned())) else { continue };
                 let (first, latest) = group.span();
-                if stored_last.is_some_and(|l| first > l) {
+                if first > stored_last {
                     continue;
                 }
                 // Some reading may be stored already: drop the times the series' blocks hold.
@@ -932,16 +968,13 @@ macro_rules! store_impl {
                         .push_bind(blocks::encode(&g.readings));
                 });
                 q.build().execute(&mut **tx).await?;
-                let mut q = QueryBuilder::<$db>::new("INSERT INTO series (device, name, last_us) ");
+                // The series, for retention and the lists to walk; a known one writes nothing.
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO series (device, name) ");
                 q.push_values(chunk, |mut b, g| {
                     let (device, name) = g.key();
-                    b.push_bind(device).push_bind(name).push_bind(g.span().1);
+                    b.push_bind(device).push_bind(name);
                 });
-                q.push(concat!(
-                    " ON CONFLICT (device, name) DO UPDATE SET last_us = ",
-                    $greatest,
-                    "(COALESCE(series.last_us, excluded.last_us), excluded.last_us)"
-                ));
+                q.push(" ON CONFLICT (device, name) DO NOTHING");
                 q.build().execute(&mut **tx).await?;
             }
             Ok(groups.iter().map(|g| g.readings.len() as u64).sum())
@@ -979,10 +1012,10 @@ macro_rules! store_impl {
                 let mut readings = Vec::with_capacity(rows.len());
                 for row in &rows {
                     readings.push(NewReading {
-                        device: row.try_get("device")?,
-                        name: row.try_get("name")?,
+                        device: row.try_get::<String, _>("device")?.into(),
+                        name: NewReading::name_of(row.try_get("name")?),
                         time_us: row.try_get("time_us")?,
-                        unit: row.try_get("unit")?,
+                        unit: row.try_get::<Option<String>, _>("unit")?.map(NewReading::unit_of),
                         value_num: row.try_get("value_num")?,
                         value_str: row.try_get("value_str")?,
                         value_bool: row.try_get("value_bool")?,
@@ -993,7 +1026,7 @@ macro_rules! store_impl {
                     });
                 }
                 moved += write_readings(&mut tx, &readings).await?;
-                after = readings.last().map(|r| (r.device.clone(), r.name.clone(), r.time_us));
+                after = readings.last().map(|r| (r.device.to_string(), r.name.to_string(), r.time_us));
             }
             sqlx::query("DROP TABLE legacy_readings").execute(&mut *tx).await?;
             tx.commit().await?;

@@ -16,7 +16,7 @@ fn hour_of_readings(hour: i64) -> Batch {
     for s in 0..SERIES {
         for m in 0..60 {
             batch.readings.push(NewReading {
-                device: format!("g{s}"),
+                device: format!("g{s}").into(),
                 name: "water_level".into(),
                 time_us: BASE_US + hour * HOUR_US + m * MINUTE_US,
                 unit: Some("m".into()),

@@ -28,7 +28,7 @@ fn report(device: &str, id: &str, region: &str) -> NewReport {
 fn reading(device: &str, name: &str, time_us: i64, value: f64) -> NewReading {
     NewReading {
         device: device.into(),
-        name: name.into(),
+        name: name.to_owned().into(),
         time_us,
         unit: Some("mm".into()),
         value_num: Some(value),
