@@ -13,9 +13,12 @@ CREATE TABLE reading_blocks (
     data           BYTEA   NOT NULL,
     PRIMARY KEY (device, name, first_us)
 );
--- Finds the latest time a series holds (one seek for MAX), the blocks a late reading could be
--- in, the blocks since a time (restart), and the blocks past the raw horizon (retention).
-CREATE INDEX reading_blocks_last ON reading_blocks (device, name, last_us);
+-- What each series holds: its latest time (a batch whose readings are all later is new without
+-- a look at the blocks) and its widest block, last_us - first_us (so that the blocks holding a
+-- time t start within [t - span_us, t] and every query walks the key above, with no second
+-- index to keep up per block).
+ALTER TABLE series ADD COLUMN last_us BIGINT;
+ALTER TABLE series ADD COLUMN span_us BIGINT NOT NULL DEFAULT 0;
 
 -- The rows of the one-row-per-reading table are packed into blocks by the node at its first
 -- start after this migration (Store::connect), which then drops this table.

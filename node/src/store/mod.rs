@@ -898,49 +898,43 @@ macro_rules! store_impl {
                 return Ok(0);
             }
             let mut groups = blocks::group(readings);
-            // The latest time each series holds: readings after it are new without a look at
-            // the blocks (the usual case: stations report forward in time).
-            // The latest time each series holds, one index seek per series (`MAX` over the
-            // `reading_blocks_last` index) and no write: readings after it are new without a
-            // look at the blocks (the usual case: stations report forward in time).
-            let mut last: Vec<Option<i64>> = vec![None; groups.len()];
-            for (c, chunk) in groups.chunks(CHUNK / 2).enumerate() {
-                let mut q = QueryBuilder::<$db>::new("");
-                for (i, g) in chunk.iter().enumerate() {
+            // What each series holds: its latest time (readings after it are new without a look
+            // at the blocks, the usual case: stations report forward in time) and its widest
+            // block (which bounds where a block holding a given time can start).
+            let mut known: std::collections::HashMap<(String, String), (Option<i64>, i64)> =
+                std::collections::HashMap::new();
+            for chunk in groups.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "SELECT device, name, last_us, span_us FROM series WHERE (device, name) IN (VALUES ",
+                );
+                let mut list = q.separated(", ");
+                for g in chunk {
                     let (device, name) = g.key();
-                    if i > 0 {
-                        q.push(" UNION ALL ");
-                    }
-                    // `i` is a number made here, not input.
-                    q.push(format!("SELECT CAST({i} AS BIGINT) AS i, (SELECT MAX(last_us) FROM reading_blocks WHERE device = "))
-                        .push_bind(device)
-                        .push(" AND name = ")
-                        .push_bind(name)
-                        .push(") AS last_us");
+                    list.push("(").push_bind_unseparated(device).push_unseparated(", ").push_bind_unseparated(name).push_unseparated(")");
                 }
+                q.push(")");
                 for row in q.build().fetch_all(&mut **tx).await? {
-                    let i: i64 = row.try_get(0)?;
-                    if let Some(slot) = usize::try_from(i).ok().and_then(|i| last.get_mut(c * (CHUNK / 2) + i)) {
-                        *slot = row.try_get(1)?;
-                    }
+                    known.insert((row.try_get(0)?, row.try_get(1)?), (row.try_get(2)?, row.try_get(3)?));
                 }
             }
-            for (group, stored_last) in groups.iter_mut().zip(last) {
-                let Some(stored_last) = stored_last else { continue };
+            for group in &mut groups {
                 let (device, name) = group.key();
+                let Some(&(stored_last, span)) = known.get(&(device.to_owned(), name.to_owned())) else { continue };
                 let (first, latest) = group.span();
-                if first > stored_last {
+                if stored_last.is_some_and(|l| first > l) {
                     continue;
                 }
                 // Some reading may be stored already: drop the times the series' blocks hold.
+                // A block that holds a time in [first, latest] starts at most `span` before it.
                 let rows = sqlx::query(
                     "SELECT first_us, data FROM reading_blocks \
-                     WHERE device = $1 AND name = $2 AND last_us >= $3 AND first_us <= $4",
+                     WHERE device = $1 AND name = $2 AND first_us >= $3 AND first_us <= $4 AND last_us >= $5",
                 )
                 .bind(device)
                 .bind(name)
-                .bind(first)
+                .bind(first.saturating_sub(span))
                 .bind(latest)
+                .bind(first)
                 .fetch_all(&mut **tx)
                 .await?;
                 let mut held = std::collections::HashSet::new();
@@ -968,13 +962,20 @@ macro_rules! store_impl {
                         .push_bind(blocks::encode(&g.readings));
                 });
                 q.build().execute(&mut **tx).await?;
-                // The series, for retention and the lists to walk; a known one writes nothing.
-                let mut q = QueryBuilder::<$db>::new("INSERT INTO series (device, name) ");
+                // The series' latest time and widest block (a small table: few pages per batch).
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO series (device, name, last_us, span_us) ");
                 q.push_values(chunk, |mut b, g| {
                     let (device, name) = g.key();
-                    b.push_bind(device).push_bind(name);
+                    let (first, latest) = g.span();
+                    b.push_bind(device).push_bind(name).push_bind(latest).push_bind(latest.saturating_sub(first));
                 });
-                q.push(" ON CONFLICT (device, name) DO NOTHING");
+                q.push(concat!(
+                    " ON CONFLICT (device, name) DO UPDATE SET last_us = ",
+                    $greatest,
+                    "(COALESCE(series.last_us, excluded.last_us), excluded.last_us), span_us = ",
+                    $greatest,
+                    "(series.span_us, excluded.span_us)"
+                ));
                 q.build().execute(&mut **tx).await?;
             }
             Ok(groups.iter().map(|g| g.readings.len() as u64).sum())
@@ -1116,7 +1117,8 @@ macro_rules! store_impl {
             loop {
                 let rows = sqlx::query(
                     "SELECT b.device, b.name, b.first_us, b.data FROM series s \
-                     JOIN reading_blocks b ON b.device = s.device AND b.name = s.name AND b.last_us < $1 \
+                     JOIN reading_blocks b ON b.device = s.device AND b.name = s.name \
+                          AND b.first_us < $1 AND b.last_us < $1 \
                      LIMIT $2",
                 )
                 .bind(policy.raw_before_us)
@@ -1298,7 +1300,8 @@ macro_rules! store_impl {
         pub(super) async fn recent_readings(pool: &$pool, since_us: i64) -> Result<Vec<(String, String, i64, f64)>, StoreError> {
             let rows = sqlx::query(
                 "SELECT b.device, b.name, b.first_us, b.data FROM series s \
-                 JOIN reading_blocks b ON b.device = s.device AND b.name = s.name AND b.last_us >= $1 \
+                 JOIN reading_blocks b ON b.device = s.device AND b.name = s.name \
+                      AND b.first_us >= $1 - s.span_us AND b.last_us >= $1 \
                  WHERE s.name IN ('rain', 'water_level')",
             )
             .bind(since_us)
@@ -1518,7 +1521,7 @@ macro_rules! store_impl {
             let mut items: Vec<StoredReading> = Vec::with_capacity(want.min(10_000));
             let mut series_after: Option<(String, String)> = None;
             'series: loop {
-                let mut q = QueryBuilder::<$db>::new("SELECT device, name FROM series WHERE 1 = 1");
+                let mut q = QueryBuilder::<$db>::new("SELECT device, name, span_us FROM series WHERE 1 = 1");
                 if let Some(device) = &query.device {
                     q.push(" AND device = ").push_bind(device);
                 }
@@ -1549,8 +1552,10 @@ macro_rules! store_impl {
                             lower = lower.max(t.saturating_add(1));
                         }
                     }
+                    let span: i64 = row.try_get(2)?;
                     let mut pending: std::collections::BTreeMap<i64, StoredReading> = std::collections::BTreeMap::new();
-                    let mut block_after = i64::MIN;
+                    // A block with a reading at or after `lower` starts at most `span` before it.
+                    let mut block_after = lower.saturating_sub(span).saturating_sub(1);
                     loop {
                         let blocks = sqlx::query(
                             "SELECT first_us, registered, data FROM reading_blocks \

@@ -234,6 +234,9 @@ async fn late_and_repeated_readings_across_batches_are_stored_once() {
         for batch in [late, every, evens] {
             assert_eq!(write(batch).await, 0, "{kind:?}: a resend adds nothing");
         }
+        // Times in the middle of blocks that start long before them.
+        let middle = vec![reading("g1", "rain", 50, 5.0), reading("g1", "rain", 51, 5.0)];
+        assert_eq!(write(middle).await, 0, "{kind:?}: held by blocks starting at 0 and 1");
         // Another series of the same device, and the same time in another series, are their own.
         assert_eq!(write(vec![reading("g1", "water_level", 0, 4.0)]).await, 1, "{kind:?}");
         assert_eq!(store.counts().await.expect("counts").readings, 111, "{kind:?}");
