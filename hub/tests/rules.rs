@@ -606,13 +606,12 @@ fn reload_puts_a_good_file_in_force_and_keeps_the_old_rules_on_error() {
     assert_eq!(handle.current().len(), 1);
 }
 
-/// Polls `check` every few milliseconds until it holds; fails after a generous deadline.
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// Waits for reloads until `check` holds; fails after a generous deadline.
+async fn eventually(what: &str, reloads: &mut tokio::sync::watch::Receiver<u64>, check: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(20), reloads.wait_for(|_| check()))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
+        .expect("the rule handle lives");
 }
 
 #[tokio::test]
@@ -621,20 +620,21 @@ async fn the_watcher_reloads_on_change_keeps_the_old_rules_on_error_and_stops_wh
     let path = dir.path().join("rules.toml");
     std::fs::write(&path, ONE_RULE).unwrap();
     let handle = RuleHandle::new(RuleSet::load(&path).unwrap());
+    let mut reloads = handle.reloads();
     let cancel = tokio_util::sync::CancellationToken::new();
     let task = spawn_watcher(handle.clone(), path.clone(), Duration::from_millis(20), cancel.clone());
 
     // Each version has a different length, so the change shows even with a coarse mtime.
     std::fs::write(&path, TWO_RULES).unwrap();
-    eventually("two rules in force", || handle.current().len() == 2).await;
+    eventually("two rules in force", &mut reloads, || handle.current().len() == 2).await;
 
     std::fs::write(&path, BROKEN).unwrap();
-    eventually("the broken file refused", || handle.stats().reloads_failed == 1).await;
+    eventually("the broken file refused", &mut reloads, || handle.stats().reloads_failed == 1).await;
     assert_eq!(handle.current().len(), 2, "the old rules stay");
     assert!(handle.stats().last_error.unwrap().contains("rules.toml:4:8:"));
 
     std::fs::write(&path, ONE_RULE).unwrap();
-    eventually("the fixed file in force", || handle.current().len() == 1).await;
+    eventually("the fixed file in force", &mut reloads, || handle.current().len() == 1).await;
     let stats = handle.stats();
     assert_eq!((stats.reloads_ok, stats.reloads_failed, stats.last_error), (2, 1, None));
 

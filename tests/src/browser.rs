@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
@@ -56,16 +56,14 @@ impl Browser {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", driver.display()));
         let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if reqwest::get(format!("{url}/status")).await.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("chromedriver did not answer on {url}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let status = format!("{url}/status");
+        let up = crate::poll_until(Duration::from_secs(20), || async {
+            reqwest::get(&status).await.is_ok_and(|r| r.status().is_success()).then_some(())
+        })
+        .await;
+        if up.is_none() {
+            let _ = child.kill();
+            panic!("chromedriver did not answer on {url}");
         }
         let profile = tempfile::tempdir().expect("a browser profile directory");
         let args = vec![
@@ -123,8 +121,7 @@ impl Browser {
     /// Polls `script` until it returns something truthy (not null, false, 0 or ""), or fails
     /// after `within` saying `what` and what the page showed.
     pub async fn wait_js(&self, within: Duration, what: &str, script: &str) -> serde_json::Value {
-        let deadline = Instant::now() + within;
-        loop {
+        let found = crate::poll_until(within, || async {
             let v = self.client.execute(script, vec![]).await.unwrap_or(serde_json::Value::Null);
             let truthy = match &v {
                 serde_json::Value::Null => false,
@@ -133,19 +130,18 @@ impl Browser {
                 serde_json::Value::String(s) => !s.is_empty(),
                 _ => true,
             };
-            if truthy {
-                return v;
-            }
-            if Instant::now() > deadline {
-                let text = self.js("return document.body ? document.body.innerText.slice(0, 3000) : ''").await;
-                let url = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
-                panic!(
-                    "timed out after {within:?} waiting for {what} at {url}; the page shows:\n{}",
-                    text.as_str().unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            truthy.then_some(v)
+        })
+        .await;
+        if let Some(v) = found {
+            return v;
         }
+        let text = self.js("return document.body ? document.body.innerText.slice(0, 3000) : ''").await;
+        let url = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        panic!(
+            "timed out after {within:?} waiting for {what} at {url}; the page shows:\n{}",
+            text.as_str().unwrap_or_default()
+        );
     }
 
     /// Logs in through the login form at `base` and waits for the page after it.

@@ -44,7 +44,20 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, or fails after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match poll_until(within, check).await {
+        Some(value) => value,
+        None => panic!("timed out after {within:?} waiting for {what}"),
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`; `None` after `within`, for callers that
+/// clean up or say more before they fail. The one polling loop of the suite.
+pub async fn poll_until<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -52,9 +65,11 @@ where
     let deadline = Instant::now() + within;
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Some(value);
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        if Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -20,6 +20,8 @@ struct Inner {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Counts reload attempts, good or bad, so that a caller can wait for the next one.
+    attempts: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for RuleHandle {
@@ -45,6 +47,7 @@ impl RuleHandle {
                 reloads_ok: AtomicU64::new(0),
                 reloads_failed: AtomicU64::new(0),
                 last_error: Mutex::new(None),
+                attempts: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -68,14 +71,22 @@ impl RuleHandle {
                 self.replace(rules);
                 self.inner.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 *self.last_error() = None;
+                self.inner.attempts.send_modify(|n| *n += 1);
                 Ok(n)
             }
             Err(e) => {
                 self.inner.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 *self.last_error() = Some(e.to_string());
+                self.inner.attempts.send_modify(|n| *n += 1);
                 Err(e)
             }
         }
+    }
+
+    /// Changes after every reload attempt, good or bad, once its counters are updated: wait on
+    /// it rather than polling [`RuleHandle::stats`].
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.attempts.subscribe()
     }
 
     pub fn stats(&self) -> ReloadStats {

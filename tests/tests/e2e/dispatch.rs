@@ -95,16 +95,11 @@ impl Site {
         for n in 0.. {
             let probe = format!("probe-{n}");
             self.publisher.publish(topic.clone(), bytes(&json!({"id": probe}))).await;
-            let seen = tokio::time::timeout(Duration::from_millis(500), async {
-                loop {
-                    if self.refusals().iter().any(|e| e["body"]["order"] == probe.as_str()) {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+            let seen = yingji_tests::poll_until(Duration::from_millis(500), || async {
+                self.refusals().iter().any(|e| e["body"]["order"] == probe.as_str()).then_some(())
             })
             .await;
-            if seen.is_ok() {
+            if seen.is_some() {
                 return;
             }
             assert!(n < 60, "the node never took a dispatch order");
