@@ -290,10 +290,10 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!(
         "| pack | bare subscriber readings/s | node readings/s (stored, acked after commit; monitoring on) | ratio | \
-         node readings/s, monitoring off | publisher readings/s (bare / node on / node off) | node peak RSS (on / off) | \
-         node CPU s per 1M readings (on / off) |"
+         node readings/s, monitoring off | ratio | publisher readings/s (bare / node on / node off) | \
+         node peak RSS (on / off) | node CPU s per 1M readings (on / off) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (run, &pack) in o.packs.iter().enumerate() {
         let readings = o.readings.unwrap_or(400_000 * pack.min(5));
         let messages = readings / pack;
@@ -321,8 +321,9 @@ async fn main() -> anyhow::Result<()> {
         let mb = |r: Option<f64>| r.map(|r| format!("{r:.0} MB")).unwrap_or_else(|| "n/a".into());
         let s = |c: Option<f64>| c.map(|c| format!("{c:.2}")).unwrap_or_else(|| "n/a".into());
         println!(
-            "| {pack} | {bare:.0} | {node:.0} | {:.2} | {off:.0} | {bare_pub:.0} / {node_pub:.0} / {off_pub:.0} | {} / {} | {} / {} |",
+            "| {pack} | {bare:.0} | {node:.0} | {:.2} | {off:.0} | {:.2} | {bare_pub:.0} / {node_pub:.0} / {off_pub:.0} | {} / {} | {} / {} |",
             node / bare,
+            off / bare,
             mb(rss),
             mb(off_rss),
             s(cpu),
